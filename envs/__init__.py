@@ -1,0 +1,66 @@
+"""Task-distribution environments for meta-RL, registered with Gymnasium under ``metarl/``.
+
+Importing this package registers the ids in :data:`ENV_IDS`. Each id has a single-env class
+(a Gymnasium ``Env``) and a batched form for fast sampling, made with :func:`make_batched`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gymnasium as gym
+
+from envs.base import BatchedTaskEnv, Task, TaskDistribution, TaskField
+
+# id -> (single-env entry point, batched class entry point, max_episode_steps)
+_SPECS: dict[str, tuple[str, str, int]] = {
+    "metarl/Navigation2D-v0": (
+        "envs.navigation:Navigation2DEnv",
+        "envs.navigation:BatchedNavigation2D",
+        100,
+    ),
+}
+
+ENV_IDS: tuple[str, ...] = tuple(_SPECS)
+
+for _id, (_entry, _batched, _steps) in _SPECS.items():
+    if _id not in gym.envs.registry:
+        gym.register(id=_id, entry_point=_entry, max_episode_steps=_steps)
+
+
+def _load(entry_point: str) -> Any:
+    module, name = entry_point.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def make_batched(
+    env_id: str, num_envs: int, horizon: int | None = None, **kwargs: Any
+) -> BatchedTaskEnv:
+    """Batched form of ``env_id`` with ``num_envs`` copies.
+
+    ``horizon`` defaults to the id's ``max_episode_steps``; ``kwargs`` are the same constructor
+    arguments as the single env (minus ``task`` and ``render_mode``).
+    """
+    if env_id not in _SPECS:
+        raise ValueError(f"unknown environment id {env_id!r}; available: {', '.join(ENV_IDS)}")
+    _, batched, steps = _SPECS[env_id]
+    return _load(batched)(num_envs=num_envs, horizon=horizon or steps, **kwargs)
+
+
+def make_single(env_id: str, horizon: int | None = None, **kwargs: Any) -> gym.Env:
+    """``gym.make(env_id)`` with the horizon as ``max_episode_steps``."""
+    if env_id not in _SPECS:
+        raise ValueError(f"unknown environment id {env_id!r}; available: {', '.join(ENV_IDS)}")
+    return gym.make(env_id, max_episode_steps=horizon or _SPECS[env_id][2], **kwargs)
+
+
+__all__ = [
+    "ENV_IDS",
+    "BatchedTaskEnv",
+    "Task",
+    "TaskDistribution",
+    "TaskField",
+    "make_batched",
+    "make_single",
+]
