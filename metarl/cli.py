@@ -11,7 +11,7 @@ from metarl import __version__
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metarl",
-        description="Gradient-based meta-RL: compare MAML, FO-MAML and HF-MAML on task distributions.",
+        description="Gradient-based meta-RL: MAML, FO-MAML and HF-MAML on task distributions.",
     )
     parser.add_argument("--version", action="version", version=f"metarl {__version__}")
     parser.add_subparsers(dest="command", metavar="COMMAND")

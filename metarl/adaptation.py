@@ -1,0 +1,139 @@
+"""Inner loop: the policy-gradient surrogate and functional adaptation steps.
+
+Per task i with episodes D sampled from π_θ, the inner loss is the VPG surrogate
+
+    f_i(θ; D) = -(1/N) Σ_t w_t Â_t,   N = number of valid steps of task i in D,
+
+with ``w_t = log π_θ(a_t|s_t)`` (``standard``) or ``w_t = π_θ(a_t|s_t) / ⊥π_θ(a_t|s_t)`` (the
+likelihood ratio, ``⊥`` = stop-gradient, used by the ``dice`` estimator, by HF-MAML's perturbed
+gradients and by TRPO). Both have the same gradient at the sampling policy,
+``-(1/N) Σ ∇log π Â`` (the policy gradient); they differ in their Hessian: the ratio form adds
+the score-function term ``-(1/N) Σ ∇log π ∇log πᵀ Â`` that the standard form leaves out (the
+LVC Hessian of ProMP, Rothfuss et al. 2019).
+
+An adaptation step is ``θ'_i = θ - α ∇f_i(θ; D_i)`` (Finn et al. 2017, Eq. 1), computed for all
+K tasks at once: θ is expanded to a per-task view, the K losses are summed, and one backward pass
+yields the K per-task gradients (each loss depends only on its own slice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metarl.policies import GaussianMLPPolicy, Params, expand_params, is_per_task
+from metarl.returns import LinearFeatureBaseline, compute_advantages
+from metarl.sampler import EpisodeBatch
+
+ESTIMATORS = ("standard", "dice")
+
+
+@dataclass(frozen=True)
+class AdvantageSettings:
+    """How advantages are computed from an episode batch (design.md, Returns)."""
+
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    normalize: bool = True
+    baseline: str = "linear"
+
+    def __call__(self, batch: EpisodeBatch) -> Tensor:
+        """Â for every step of ``batch`` (K,E,T), detached."""
+        baseline = LinearFeatureBaseline() if self.baseline == "linear" else None
+        advantages, _ = compute_advantages(
+            batch.obs,
+            batch.rewards,
+            batch.masks,
+            self.gamma,
+            self.gae_lambda,
+            baseline,
+            self.normalize,
+        )
+        return advantages
+
+
+def surrogate_loss(
+    policy: GaussianMLPPolicy,
+    params: Params,
+    batch: EpisodeBatch,
+    advantages: Tensor,
+    old_log_probs: Tensor | None = None,
+) -> Tensor:
+    """Per-task VPG surrogate f_i (shape (K,)); likelihood-ratio form if ``old_log_probs``."""
+    log_probs = policy.log_prob(params, batch.obs, batch.actions)
+    weights = log_probs if old_log_probs is None else torch.exp(log_probs - old_log_probs)
+    masks = batch.masks.to(log_probs.dtype)
+    n = masks.sum(dim=(1, 2)).clamp_min(1.0)
+    return -(weights * advantages.to(log_probs.dtype) * masks).sum(dim=(1, 2)) / n
+
+
+def per_task_gradients(loss_per_task: Tensor, params: Params, create_graph: bool = False) -> Params:
+    """∇f_i with respect to task i's slice of per-task ``params``, for all i in one backward."""
+    grads = torch.autograd.grad(
+        loss_per_task.sum(), list(params.values()), create_graph=create_graph
+    )
+    return dict(zip(params.keys(), grads, strict=True))
+
+
+def global_norms(grads: Params) -> Tensor:
+    """Per-task Euclidean norm of a per-task gradient dict, (K,)."""
+    k = next(iter(grads.values())).shape[0]
+    return torch.cat([g.reshape(k, -1) for g in grads.values()], dim=1).norm(dim=1)
+
+
+def check_finite(grads: Params, tasks: Sequence[dict[str, Any]], what: str) -> Tensor:
+    """Per-task norms of ``grads``; raises ``FloatingPointError`` naming the first bad task."""
+    norms = global_norms(grads).detach()
+    bad = (~torch.isfinite(norms)).nonzero().flatten()
+    if bad.numel():
+        i = int(bad[0])
+        raise FloatingPointError(f"{what} of task {i} {tasks[i]} is not finite ({norms[i]})")
+    return norms
+
+
+def clip_per_task(grads: Params, norms: Tensor, max_norm: float | None) -> Params:
+    """Scale each task's gradient to global norm ≤ ``max_norm`` (no-op when None)."""
+    if max_norm is None:
+        return grads
+    scale = (max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)
+    return {k: g * scale.reshape(-1, *([1] * (g.dim() - 1))) for k, g in grads.items()}
+
+
+def adapt(
+    policy: GaussianMLPPolicy,
+    params: Params,
+    batch: EpisodeBatch,
+    alpha: float,
+    create_graph: bool,
+    advantages: Tensor,
+    estimator: str = "standard",
+    grad_clip: float | None = None,
+    step: int = 0,
+) -> tuple[Params, Tensor]:
+    """One inner step for every task of ``batch``: θ'_i = θ_i - α clip(∇f_i(θ_i; D_i)).
+
+    ``params`` are shared (expanded to K tasks) or per task. ``create_graph=True`` keeps the
+    graph through the step (MAML); otherwise the adapted parameters are detached leaves.
+    Returns the per-task adapted parameters and the per-task inner-gradient norms.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator {estimator!r}: must be one of {ESTIMATORS}")
+    k = batch.num_tasks
+    per_task = params if is_per_task(params) else expand_params(params, k)
+    if not create_graph:
+        per_task = {name: p.detach().requires_grad_(True) for name, p in per_task.items()}
+    old = batch.log_probs if estimator == "dice" else None
+    if old is not None:  # ⊥π_θ evaluated at the current parameters, not the sampler's
+        old = policy.log_prob(per_task, batch.obs, batch.actions).detach()
+    loss = surrogate_loss(policy, per_task, batch, advantages, old)
+    grads = per_task_gradients(loss, per_task, create_graph=create_graph)
+    norms = check_finite(grads, batch.tasks, f"inner gradient at inner step {step}")
+    grads = clip_per_task(grads, norms, grad_clip)
+    adapted = {name: per_task[name] - alpha * grads[name] for name in per_task}
+    if not create_graph:
+        adapted = {name: p.detach() for name, p in adapted.items()}
+    return adapted, norms

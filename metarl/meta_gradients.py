@@ -1,0 +1,258 @@
+"""The three meta-gradient estimators of Fallah, Mokhtari, Ozdaglar (AISTATS 2020) for RL.
+
+Notation (seed 004): task i, inner loss f_i (the VPG surrogate of :mod:`metarl.adaptation`),
+k inner steps θ^{j+1}_i = θ^j_i - α ∇f_i(θ^j_i; D^j_in) with θ^0_i = θ and D^j_in sampled from
+π_{θ^j_i}; adapted parameters θ'_i = θ^k_i; outer batch D_o sampled from π_{θ'_i}; meta-objective
+F(θ) = E_i f_i(θ'_i(θ); D_o). The per-task meta-gradients g_i are:
+
+* **MAML** (exact, their Eq. for MAML's update): backpropagation through all inner steps with
+  ``create_graph=True``, i.e. g_i = Π_{j=0}^{k-1} (I - α ∇²f_i(θ^j_i; D^j_in)) ∇f_i(θ'_i; D_o).
+  With ``estimator="standard"`` the inner Hessian is that of ``-log π · Â``, which leaves out the
+  dependence of the sampling distribution on θ (the score-function term); ``"dice"`` uses the
+  likelihood-ratio inner loss whose Hessian includes it (ProMP's LVC).
+* **FO-MAML**: g_i = ∇f_i(θ'_i; D_o), the Hessian terms dropped.
+* **HF-MAML**: each Hessian-vector product replaced by a central finite difference of two
+  first-order gradients on an independent batch D^j_h sampled at θ^j_i,
+  d^j_i(u) = [∇f̃_i(θ^j_i + δu; D^j_h) - ∇f̃_i(θ^j_i - δu; D^j_h)] / (2δ), where f̃ is the
+  likelihood-ratio surrogate w.r.t. π_{θ^j_i} (so ∇f̃ at a perturbed point estimates the policy
+  gradient *there* from episodes sampled at θ^j_i). The chain for k steps is applied right to
+  left: u ← ∇f_i(θ'_i; D_o), then u ← u - α d^j_i(u) for j = k-1, …, 0; g_i = u. Only first-order
+  autograd is used; δ = ``delta`` or ``delta_scale / ‖u‖`` (the paper scales δ by 1/‖u‖).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metarl.adaptation import (
+    AdvantageSettings,
+    adapt,
+    check_finite,
+    global_norms,
+    per_task_gradients,
+    surrogate_loss,
+)
+from metarl.policies import GaussianMLPPolicy, Params, expand_params
+from metarl.sampler import EpisodeBatch, Sampler
+
+ALGORITHMS = ("maml", "fomaml", "hfmaml")
+
+
+@dataclass
+class InnerLoop:
+    """Everything the inner loop produced for one meta-batch of tasks."""
+
+    policy: GaussianMLPPolicy
+    alpha: float
+    estimator: str
+    grad_clip: float | None
+    batches: list[EpisodeBatch]  # D^j_in, j = 0..k-1
+    advantages: list[Tensor]
+    points: list[Params]  # θ^j per task (detached), j = 0..k-1
+    adapted: Params  # θ'_i = θ^k per task (detached)
+    inner_norms: list[Tensor]  # per-task ‖∇f_i(θ^j)‖ per step
+
+    def readapt(self, params: Params, create_graph: bool) -> Params:
+        """θ'(params) recomputed on the stored inner batches (differentiable if create_graph)."""
+        current = params
+        for j, (batch, adv) in enumerate(zip(self.batches, self.advantages, strict=True)):
+            current, _ = adapt(
+                self.policy,
+                current,
+                batch,
+                self.alpha,
+                create_graph,
+                adv,
+                self.estimator,
+                self.grad_clip,
+                step=j,
+            )
+        return current
+
+
+def run_inner_loop(
+    policy: GaussianMLPPolicy,
+    sampler: Sampler,
+    params: Params,
+    tasks: Sequence[dict[str, Any]],
+    alpha: float,
+    steps: int,
+    advantage: AdvantageSettings,
+    seeds: Sequence[int],
+    estimator: str = "standard",
+    grad_clip: float | None = None,
+) -> InnerLoop:
+    """Sample D^j_in at θ^j and take ``steps`` adaptation steps (no graph kept)."""
+    current: Params = expand_params({k: v.detach() for k, v in params.items()}, len(tasks))
+    batches, advantages, points, norms = [], [], [], []
+    for j in range(steps):
+        batch = sampler.sample(policy, current, tasks, seed=seeds[j])
+        adv = advantage(batch)
+        points.append(current)
+        nxt, norm = adapt(policy, current, batch, alpha, False, adv, estimator, grad_clip, j)
+        batches.append(batch)
+        advantages.append(adv)
+        norms.append(norm)
+        current = nxt
+    return InnerLoop(
+        policy, alpha, estimator, grad_clip, batches, advantages, points, current, norms
+    )
+
+
+@dataclass
+class MetaProblem:
+    """The outer objective of one iteration as a function of the shared parameters θ.
+
+    ``adapted(θ)`` is θ'(θ): through the inner steps for MAML; for FO-MAML and HF-MAML the
+    first-order map θ'_old + (θ - θ_old) (the adaptation treated as a constant shift). TRPO's
+    surrogate, KL and Fisher-vector products are built on it.
+    """
+
+    algorithm: str
+    inner: InnerLoop
+    outer_batch: EpisodeBatch
+    outer_advantages: Tensor
+    theta_old: Params = field(default_factory=dict)
+
+    def adapted(self, params: Params, create_graph: bool = False) -> Params:
+        if self.algorithm == "maml":
+            return self.inner.readapt(params, create_graph)
+        return {k: self.inner.adapted[k] + (params[k] - self.theta_old[k]) for k in params}
+
+    def task_losses(self, adapted: Params) -> Tensor:
+        """f_i(θ'_i; D_o) in likelihood-ratio form w.r.t. the policy that sampled D_o, (K,)."""
+        batch = self.outer_batch
+        return surrogate_loss(
+            self.inner.policy, adapted, batch, self.outer_advantages, batch.log_probs
+        )
+
+    def loss(self, params: Params, create_graph: bool = False) -> Tensor:
+        return self.task_losses(self.adapted(params, create_graph)).mean()
+
+    def kl(self, params: Params, create_graph: bool = False) -> Tensor:
+        """Mean over tasks of the step-averaged KL(π_{θ'_old} ‖ π_{θ'(θ)}) on D_o."""
+        batch = self.outer_batch
+        new = self.adapted(params, create_graph)
+        kl = self.inner.policy.kl(self.inner.adapted, new, batch.obs)
+        masks = batch.masks.to(kl.dtype)
+        return ((kl * masks).sum(dim=(1, 2)) / masks.sum(dim=(1, 2)).clamp_min(1.0)).mean()
+
+
+def fd_hessian_vector_product(
+    policy: GaussianMLPPolicy,
+    point: Params,
+    batch: EpisodeBatch,
+    advantages: Tensor,
+    direction: Params,
+    delta: float | None,
+    delta_scale: float,
+) -> tuple[Params, Tensor]:
+    """Per-task d_i = [∇f̃_i(θ_i+δ_i u_i) - ∇f̃_i(θ_i-δ_i u_i)] / (2δ_i) and δ_i, first order only.
+
+    f̃_i is the likelihood-ratio surrogate w.r.t. π_{θ_i} on ``batch`` (sampled at θ_i), so d_i
+    approximates ∇²f̃_i(θ_i) u_i with error O(δ²) (central difference).
+    """
+    old_log_probs = policy.log_prob(point, batch.obs, batch.actions).detach()
+    norms = global_norms(direction).detach()
+    if delta is None:
+        deltas = delta_scale / norms.clamp_min(1e-12)
+    else:
+        deltas = torch.full_like(norms, float(delta))
+
+    def gradient_at(sign: float) -> Params:
+        shifted = {
+            k: (point[k] + sign * _per_task(deltas, point[k]) * direction[k])
+            .detach()
+            .requires_grad_(True)
+            for k in point
+        }
+        loss = surrogate_loss(policy, shifted, batch, advantages, old_log_probs)
+        return per_task_gradients(loss, shifted)
+
+    plus, minus = gradient_at(1.0), gradient_at(-1.0)
+    d = {k: (plus[k] - minus[k]) / (2.0 * _per_task(deltas, plus[k])) for k in plus}
+    return d, deltas
+
+
+def _per_task(values: Tensor, like: Tensor) -> Tensor:
+    return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass
+class MetaGradient:
+    """Per-task meta-gradients g_i (per-task dict, detached) and diagnostics."""
+
+    per_task: Params
+    metrics: dict[str, float]
+
+    def mean(self) -> Params:
+        return {k: g.mean(dim=0) for k, g in self.per_task.items()}
+
+
+def meta_gradient(
+    algorithm: str,
+    problem: MetaProblem,
+    params: Params,
+    hessian_batches: Sequence[tuple[EpisodeBatch, Tensor]] = (),
+    delta: float | None = None,
+    delta_scale: float = 1e-3,
+) -> MetaGradient:
+    """g_i for ``algorithm`` in {maml, fomaml, hfmaml} (see module docstring)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm {algorithm!r}: must be one of {ALGORITHMS}")
+    inner = problem.inner
+    tasks = problem.outer_batch.tasks
+    k = problem.outer_batch.num_tasks
+    metrics: dict[str, float] = {}
+    if algorithm == "maml":
+        theta = expand_params({n: p.detach().requires_grad_(True) for n, p in params.items()}, k)
+        losses = problem.task_losses(inner.readapt(theta, create_graph=True))
+        grads = per_task_gradients(losses, theta)
+    else:
+        adapted = {n: p.detach().requires_grad_(True) for n, p in inner.adapted.items()}
+        grads = per_task_gradients(problem.task_losses(adapted), adapted)
+        if algorithm == "hfmaml":
+            if len(hessian_batches) != len(inner.points):
+                raise ValueError(
+                    f"HF-MAML needs one Hessian batch per inner step ({len(inner.points)}), "
+                    f"got {len(hessian_batches)}"
+                )
+            d_norms, deltas = [], []
+            for j in reversed(range(len(inner.points))):
+                batch_h, adv_h = hessian_batches[j]
+                d, delta_j = fd_hessian_vector_product(
+                    inner.policy, inner.points[j], batch_h, adv_h, grads, delta, delta_scale
+                )
+                grads = {n: grads[n] - inner.alpha * d[n] for n in grads}
+                d_norms.append(global_norms(d).mean().item())
+                deltas.append(delta_j.mean().item())
+            metrics["hfmaml/delta"] = sum(deltas) / len(deltas)
+            metrics["hfmaml/d_norm"] = sum(d_norms) / len(d_norms)
+    grads = {n: g.detach() for n, g in grads.items()}
+    check_finite(grads, tasks, "meta-gradient")
+    return MetaGradient(grads, metrics)
+
+
+def hessian_batches_for(
+    inner: InnerLoop,
+    sampler: Sampler,
+    advantage: AdvantageSettings,
+    seeds: Sequence[int],
+    reuse_inner_batch: bool,
+    episodes_per_task: int | None = None,
+) -> list[tuple[EpisodeBatch, Tensor]]:
+    """D^j_h for HF-MAML: fresh episodes at θ^j (or D^j_in itself when reusing, for ablation)."""
+    if reuse_inner_batch:
+        return list(zip(inner.batches, inner.advantages, strict=True))
+    out = []
+    for j, point in enumerate(inner.points):
+        batch = sampler.sample(
+            inner.policy, point, inner.batches[j].tasks, seeds[j], episodes_per_task
+        )
+        out.append((batch, advantage(batch)))
+    return out

@@ -1,0 +1,172 @@
+"""One outer loop for MAML, FO-MAML and HF-MAML: sample → adapt → meta-gradient → update.
+
+The three algorithms share everything but :func:`metarl.meta_gradients.meta_gradient`.
+All randomness of an iteration (tasks, sampler seeds) comes from one numpy Generator whose
+state is part of :meth:`MetaLearner.state_dict`, so a resumed run repeats the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.adaptation import AdvantageSettings
+from metarl.config import TrainConfig
+from metarl.meta_gradients import (
+    MetaProblem,
+    hessian_batches_for,
+    meta_gradient,
+    run_inner_loop,
+)
+from metarl.meta_optimizers import make_meta_optimizer
+from metarl.policies import GaussianMLPPolicy, Params, flatten_params
+from metarl.sampler import Sampler
+
+_SEED_HIGH = 2**31 - 1
+
+
+class MetaLearner:
+    """Holds θ, the sampler and the meta-optimizer of a run; :meth:`step` is one iteration."""
+
+    def __init__(self, cfg: TrainConfig, dtype: torch.dtype = torch.float32):
+        self.cfg = cfg
+        torch.set_num_threads(cfg.sampler.torch_threads)
+        self.sampler = Sampler(
+            cfg.env.id,
+            cfg.episodes_per_task,
+            horizon=cfg.env.horizon,
+            env_kwargs=cfg.env.kwargs,
+            env_threads=cfg.sampler.env_threads,
+        )
+        self.policy = GaussianMLPPolicy(
+            self.sampler.obs_dim,
+            self.sampler.act_dim,
+            cfg.policy.hidden_sizes,
+            cfg.policy.activation,
+            cfg.policy.init_log_std,
+        )
+        generator = torch.Generator().manual_seed(cfg.seed)
+        self.params: Params = {
+            k: v.requires_grad_(True)
+            for k, v in self.policy.init_params(generator, dtype=dtype).items()
+        }
+        self.advantage = AdvantageSettings(
+            cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.baseline
+        )
+        self.optimizer = make_meta_optimizer(
+            cfg.meta_optimizer,
+            self.params,
+            lr=cfg.outer.lr,
+            betas=(cfg.outer.adam_betas[0], cfg.outer.adam_betas[1]),
+            grad_clip=cfg.outer.grad_clip,
+            max_kl=cfg.trpo.max_kl,
+            cg_iters=cfg.trpo.cg_iters,
+            cg_damping=cfg.trpo.cg_damping,
+            ls_backtrack=cfg.trpo.ls_backtrack,
+            ls_max_steps=cfg.trpo.ls_max_steps,
+        )
+        self.rng = np.random.default_rng(cfg.seed)
+        self.iteration = 0
+
+    def step(self) -> dict[str, float]:
+        """One meta-iteration; returns its metrics (design.md, "What a run measures")."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        k, steps = cfg.tasks_per_batch, cfg.inner.steps
+        tasks = self.sampler.sample_tasks(k, self.rng)
+        seeds = [int(s) for s in self.rng.integers(0, _SEED_HIGH, size=2 * steps + 1)]
+
+        inner = run_inner_loop(
+            self.policy,
+            self.sampler,
+            self.params,
+            tasks,
+            cfg.inner.lr,
+            steps,
+            self.advantage,
+            seeds[:steps],
+            cfg.maml.estimator,
+            cfg.inner.grad_clip,
+        )
+        outer_batch = self.sampler.sample(self.policy, inner.adapted, tasks, seeds[steps])
+        outer_advantages = self.advantage(outer_batch)
+        batches = [*inner.batches, outer_batch]
+        hessian = []
+        if cfg.algorithm == "hfmaml":
+            hessian = hessian_batches_for(
+                inner,
+                self.sampler,
+                self.advantage,
+                seeds[steps + 1 :],
+                cfg.hfmaml.reuse_inner_batch,
+                cfg.hfmaml.hessian_episodes,
+            )
+            if not cfg.hfmaml.reuse_inner_batch:
+                batches += [b for b, _ in hessian]
+        sampling_seconds = sum(b.seconds for b in batches)
+        adapted_at = time.perf_counter()
+
+        theta_old = {n: p.detach().clone() for n, p in self.params.items()}
+        problem = MetaProblem(cfg.algorithm, inner, outer_batch, outer_advantages, theta_old)
+        grad = meta_gradient(
+            cfg.algorithm,
+            problem,
+            self.params,
+            hessian,
+            cfg.hfmaml.delta,
+            cfg.hfmaml.delta_scale,
+        )
+        gradient_at = time.perf_counter()
+        mean_grad = grad.mean()
+        per_task_flat = flatten_params(grad.per_task)
+        update_metrics = self.optimizer.step(self.params, mean_grad, problem)
+        end = time.perf_counter()
+        self.iteration += 1
+
+        env_steps = sum(b.env_steps for b in batches)
+        metrics: dict[str, float] = {
+            "returns/pre_adaptation": inner.batches[0].mean_return(),
+            "returns/post_adaptation": outer_batch.mean_return(),
+            "meta/grad_norm": float(flatten_params(mean_grad).norm()),
+            "meta/grad_variance": float(
+                (per_task_flat - per_task_flat.mean(0)).square().sum(1).mean()
+            ),
+            "meta/loss": float(problem.task_losses(inner.adapted).mean()),
+            "inner/grad_norm": float(torch.stack(inner.inner_norms).mean()),
+            "policy/entropy": float(self.policy.entropy(self.params).detach()),
+            "time/sampling": sampling_seconds,
+            "time/adaptation": adapted_at - start - sampling_seconds,
+            "time/meta_gradient": gradient_at - adapted_at,
+            "time/meta_update": end - gradient_at,
+            "time/iteration": end - start,
+            "perf/env_steps_per_s": env_steps / max(sampling_seconds, 1e-9),
+            "env_steps": float(env_steps),
+        }
+        for j, batch in enumerate(inner.batches[1:], start=1):
+            metrics[f"returns/step_{j}"] = batch.mean_return()
+        metrics.update(grad.metrics)
+        metrics.update(update_metrics)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit: θ, optimizer state, RNG, iteration."""
+        return {
+            "iteration": self.iteration,
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for k, p in self.params.items():
+                p.copy_(state["params"][k])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.iteration = int(state["iteration"])
+
+    def close(self) -> None:
+        self.sampler.close()

@@ -1,0 +1,192 @@
+"""Meta-optimizers: the update θ ← θ - step(g) given the meta-gradient g.
+
+* ``sgd`` and ``adam``: ``torch.optim`` on the shared parameters (θ ← θ - β g for SGD, the
+  setting of Fallah et al. 2020).
+* ``trpo``: the MAML paper's setting (Finn et al. 2017, following Schulman et al. 2015):
+  s = F⁻¹g by conjugate gradient with F the Hessian of the mean KL between the old and new
+  post-adaptation policies on D_o (plus damping), step √(2 max_kl / sᵀFs)·s, then a backtracking
+  line search that accepts the first step with KL ≤ max_kl and a lower surrogate loss (and
+  rejects the update if none does). F is taken through θ'(θ) of the
+  :class:`~metarl.meta_gradients.MetaProblem`: through the inner steps for MAML; for FO-MAML and
+  HF-MAML through the first-order map θ'_old + (θ - θ_old), i.e. the Fisher of the adapted policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from metarl.meta_gradients import MetaProblem
+from metarl.policies import Params, flatten_params, unflatten_like
+
+META_OPTIMIZERS = ("sgd", "adam", "trpo")
+
+
+class MetaOptimizer(Protocol):
+    def step(self, params: Params, grad: Params, problem: MetaProblem) -> dict[str, float]:
+        """Update ``params`` (leaf tensors) in place from the mean meta-gradient ``grad``."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class TorchMetaOptimizer:
+    """SGD or Adam from ``torch.optim`` applied to the meta-gradient."""
+
+    def __init__(
+        self,
+        name: str,
+        params: Params,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        grad_clip: float | None = None,
+    ):
+        self.params = params
+        self.grad_clip = grad_clip
+        tensors = list(params.values())
+        if name == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(tensors, lr=lr)
+        elif name == "adam":
+            self.optimizer = torch.optim.Adam(tensors, lr=lr, betas=betas)
+        else:
+            raise ValueError(f"meta_optimizer {name!r}: must be one of sgd, adam")
+        self.lr = lr
+
+    def step(self, params: Params, grad: Params, problem: MetaProblem) -> dict[str, float]:
+        norm = flatten_params(grad).norm()
+        scale = 1.0
+        if self.grad_clip is not None and norm > self.grad_clip:
+            scale = self.grad_clip / float(norm)
+        for name, p in params.items():
+            p.grad = (grad[name] * scale).to(p.dtype)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"meta/step_size": self.lr * scale}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+def conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int, tol: float = 1e-10
+) -> Tensor:
+    """Approximately solve A x = b for symmetric positive-definite A given x ↦ A x."""
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        if rr < tol:
+            break
+        ap = matvec(p)
+        alpha = rr / (p @ ap)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+class TRPOMetaOptimizer:
+    """Natural-gradient step with a KL trust region and backtracking line search."""
+
+    def __init__(
+        self,
+        max_kl: float = 0.01,
+        cg_iters: int = 10,
+        cg_damping: float = 1e-5,
+        ls_backtrack: float = 0.5,
+        ls_max_steps: int = 15,
+    ):
+        self.max_kl = max_kl
+        self.cg_iters = cg_iters
+        self.cg_damping = cg_damping
+        self.ls_backtrack = ls_backtrack
+        self.ls_max_steps = ls_max_steps
+
+    def fisher_vector_product(
+        self, problem: MetaProblem, theta_old: Params
+    ) -> Callable[[Tensor], Tensor]:
+        """v ↦ (∇²_θ KL(θ_old, θ) + damping·I) v at θ = θ_old, by double backward of the KL."""
+        theta = {k: v.detach().clone().requires_grad_(True) for k, v in theta_old.items()}
+        kl = problem.kl(theta, create_graph=True)
+        grads = torch.autograd.grad(kl, list(theta.values()), create_graph=True)
+        flat_grad = torch.cat([g.reshape(-1) for g in grads])
+
+        def fvp(v: Tensor) -> Tensor:
+            hv = torch.autograd.grad(flat_grad @ v, list(theta.values()), retain_graph=True)
+            return torch.cat([h.reshape(-1) for h in hv]) + self.cg_damping * v
+
+        return fvp
+
+    def step(self, params: Params, grad: Params, problem: MetaProblem) -> dict[str, float]:
+        theta_old = {k: v.detach().clone() for k, v in params.items()}
+        g = flatten_params(grad).to(theta_old["w0"].dtype)
+        fvp = self.fisher_vector_product(problem, theta_old)
+        direction = conjugate_gradient(fvp, g, self.cg_iters)
+        shs = float(direction @ fvp(direction))
+        metrics = {"meta/kl": 0.0, "meta/step_size": 0.0, "trpo/accepted": 0.0}
+        if not math.isfinite(shs) or shs <= 0.0:
+            metrics["trpo/ls_steps"] = 0.0
+            return metrics
+        full_step = math.sqrt(2.0 * self.max_kl / shs) * direction
+        with torch.no_grad():
+            loss_old = float(_evaluate(problem.loss, theta_old))
+        for i in range(self.ls_max_steps):
+            frac = self.ls_backtrack**i
+            candidate = unflatten_like(flatten_params(theta_old) - frac * full_step, theta_old)
+            loss_new = float(_evaluate(problem.loss, candidate))
+            kl_new = float(_evaluate(problem.kl, candidate))
+            if math.isfinite(loss_new) and kl_new <= self.max_kl and loss_new < loss_old:
+                with torch.no_grad():
+                    for k, p in params.items():
+                        p.copy_(candidate[k])
+                metrics.update(
+                    {
+                        "meta/kl": kl_new,
+                        "meta/step_size": frac * float(full_step.norm()),
+                        "trpo/accepted": 1.0,
+                        "trpo/ls_steps": float(i + 1),
+                        "trpo/improvement": loss_old - loss_new,
+                    }
+                )
+                return metrics
+        metrics["trpo/ls_steps"] = float(self.ls_max_steps)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state
+
+
+def _evaluate(fn: Callable[[Params], Tensor], theta: Params) -> Tensor:
+    """``fn(theta)`` with autograd enabled (MAML's θ'(θ) needs inner gradients), detached."""
+    with torch.enable_grad():
+        return fn({k: v.detach() for k, v in theta.items()}).detach()
+
+
+def make_meta_optimizer(
+    name: str,
+    params: Params,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    grad_clip: float | None = None,
+    **trpo: Any,
+) -> MetaOptimizer:
+    """``sgd`` | ``adam`` (torch.optim) or ``trpo`` (keyword arguments of TRPOMetaOptimizer)."""
+    if name == "trpo":
+        return TRPOMetaOptimizer(**trpo)
+    if name in ("sgd", "adam"):
+        return TorchMetaOptimizer(name, params, lr, betas, grad_clip)
+    raise ValueError(f"meta_optimizer {name!r}: must be one of {', '.join(META_OPTIMIZERS)}")

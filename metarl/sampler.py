@@ -1,0 +1,161 @@
+"""Episode sampling for many tasks at once on a batched environment.
+
+For K tasks and E episodes per task the sampler steps ``B = K·E`` environment copies together
+(copy ``b = k·E + e`` runs episode ``e`` of task ``k``) and evaluates all K policies with one
+batched forward per time step. The result is a padded :class:`EpisodeBatch` of shape
+``(K, E, T, ...)``; ``masks`` is 1 on valid steps and 0 after an episode terminated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import envs
+from metarl.policies import GaussianMLPPolicy, Params, is_per_task
+
+
+@dataclass
+class EpisodeBatch:
+    """Padded episodes of K tasks × E episodes × T steps.
+
+    ``obs`` (K,E,T,obs_dim), ``actions`` (K,E,T,act_dim), ``rewards``/``masks`` (K,E,T),
+    ``log_probs`` (K,E,T) of the sampling policy (detached), ``tasks`` the K task dicts.
+    """
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    masks: Tensor
+    log_probs: Tensor
+    tasks: list[dict[str, Any]]
+    seconds: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_tasks(self) -> int:
+        return self.obs.shape[0]
+
+    @property
+    def env_steps(self) -> int:
+        """Number of valid (non-padded) environment steps."""
+        return int(self.masks.sum().item())
+
+    def episode_returns(self) -> Tensor:
+        """Undiscounted return of each episode, (K, E)."""
+        return (self.rewards * self.masks).sum(-1)
+
+    def mean_return(self) -> float:
+        return float(self.episode_returns().mean().item())
+
+
+class Sampler:
+    """Samples ``episodes_per_task`` episodes per task with a batched environment.
+
+    ``env_threads`` is the number of simulator threads of MuJoCo environments (ignored by
+    pure-numpy ones).
+
+    One batched environment is built per number of copies and reused across calls. Sampling is
+    deterministic given ``seed``: environment copies are reset with seeds ``seed + b`` and the
+    action noise comes from a torch generator seeded with ``seed``.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        episodes_per_task: int,
+        horizon: int | None = None,
+        env_kwargs: Mapping[str, Any] | None = None,
+        env_threads: int | None = None,
+    ):
+        self.env_id = env_id
+        self.episodes_per_task = int(episodes_per_task)
+        self.env_kwargs = dict(env_kwargs or {})
+        self.env_threads = env_threads
+        self.horizon = horizon
+        self._envs: dict[int, envs.BatchedTaskEnv] = {}
+        probe = self._env(1)
+        self.horizon = probe.horizon
+        self.obs_dim, self.act_dim = probe.obs_dim, probe.act_dim
+        self.task_distribution = probe.task_distribution
+
+    def _env(self, num_envs: int) -> envs.BatchedTaskEnv:
+        if num_envs not in self._envs:
+            self._envs[num_envs] = envs.make_batched(
+                self.env_id,
+                num_envs,
+                horizon=self.horizon,
+                nthread=self.env_threads,
+                **self.env_kwargs,
+            )
+        return self._envs[num_envs]
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        return self.task_distribution.sample(n, rng)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        policy: GaussianMLPPolicy,
+        params: Params,
+        tasks: Sequence[Mapping[str, Any]],
+        seed: int,
+        episodes_per_task: int | None = None,
+    ) -> EpisodeBatch:
+        """Run E episodes for each of the K tasks; ``params`` shared or per task (K leading)."""
+        start = time.perf_counter()
+        k = len(tasks)
+        e = self.episodes_per_task if episodes_per_task is None else int(episodes_per_task)
+        if is_per_task(params) and params["w0"].shape[0] != k:
+            raise ValueError(f"per-task params for {params['w0'].shape[0]} tasks, got {k} tasks")
+        b, t_max = k * e, self.horizon
+        env = self._env(b)
+        env.set_tasks([task for task in tasks for _ in range(e)])
+        obs, _ = env.reset(seed=int(seed))
+        generator = torch.Generator().manual_seed(int(seed))
+        dtype = params["w0"].dtype
+
+        obs_buf = torch.zeros(t_max, b, self.obs_dim, dtype=dtype)
+        act_buf = torch.zeros(t_max, b, self.act_dim, dtype=dtype)
+        rew_buf = np.zeros((t_max, b))
+        alive_buf = np.zeros((t_max, b), dtype=bool)
+        alive = np.ones(b, dtype=bool)
+        for t in range(t_max):
+            obs_t = torch.from_numpy(obs).to(dtype).reshape(k, e, self.obs_dim)
+            actions = policy.sample(params, obs_t, generator).reshape(b, self.act_dim)
+            obs_buf[t] = obs_t.reshape(b, self.obs_dim)
+            act_buf[t] = actions
+            alive_buf[t] = alive
+            obs, reward, terminated, truncated, _ = env.step(actions.numpy())
+            rew_buf[t] = reward
+            alive &= ~(terminated | truncated)
+            if not alive.any():
+                break
+
+        def to_kets(x: Tensor) -> Tensor:  # (T, B, ...) -> (K, E, T, ...)
+            return x.transpose(0, 1).reshape(k, e, t_max, *x.shape[2:])
+
+        masks = to_kets(torch.from_numpy(alive_buf).to(dtype))
+        rewards = to_kets(torch.from_numpy(rew_buf).to(dtype)) * masks
+        obs_out, act_out = to_kets(obs_buf), to_kets(act_buf)
+        log_probs = policy.log_prob(params, obs_out, act_out) * masks
+        return EpisodeBatch(
+            obs=obs_out,
+            actions=act_out,
+            rewards=rewards,
+            masks=masks,
+            log_probs=log_probs,
+            tasks=[dict(t) for t in tasks],
+            seconds=time.perf_counter() - start,
+        )
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
