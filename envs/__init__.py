@@ -7,6 +7,7 @@ Importing this package registers the ids in :data:`ENV_IDS`. Each id has a singl
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +20,26 @@ _SPECS: dict[str, tuple[str, str, int]] = {
         "envs.navigation:Navigation2DEnv",
         "envs.navigation:BatchedNavigation2D",
         100,
+    ),
+    "metarl/HalfCheetahVel-v0": (
+        "envs.locomotion:HalfCheetahVelEnv",
+        "envs.locomotion:BatchedHalfCheetahVel",
+        200,
+    ),
+    "metarl/HalfCheetahDir-v0": (
+        "envs.locomotion:HalfCheetahDirEnv",
+        "envs.locomotion:BatchedHalfCheetahDir",
+        200,
+    ),
+    "metarl/AntVel-v0": (
+        "envs.locomotion:AntVelEnv",
+        "envs.locomotion:BatchedAntVel",
+        200,
+    ),
+    "metarl/AntDir-v0": (
+        "envs.locomotion:AntDirEnv",
+        "envs.locomotion:BatchedAntDir",
+        200,
     ),
 }
 
@@ -35,17 +56,25 @@ def _load(entry_point: str) -> Any:
 
 
 def make_batched(
-    env_id: str, num_envs: int, horizon: int | None = None, **kwargs: Any
+    env_id: str,
+    num_envs: int,
+    horizon: int | None = None,
+    nthread: int | None = None,
+    **kwargs: Any,
 ) -> BatchedTaskEnv:
     """Batched form of ``env_id`` with ``num_envs`` copies.
 
-    ``horizon`` defaults to the id's ``max_episode_steps``; ``kwargs`` are the same constructor
-    arguments as the single env (minus ``task`` and ``render_mode``).
+    ``horizon`` defaults to the id's ``max_episode_steps``; ``nthread`` is the simulator thread
+    count of MuJoCo forms (pure-numpy forms have none and ignore it); ``kwargs`` are the same
+    constructor arguments as the single env (minus ``task`` and ``render_mode``).
     """
     if env_id not in _SPECS:
         raise ValueError(f"unknown environment id {env_id!r}; available: {', '.join(ENV_IDS)}")
     _, batched, steps = _SPECS[env_id]
-    return _load(batched)(num_envs=num_envs, horizon=horizon or steps, **kwargs)
+    cls = _load(batched)
+    if nthread is not None and "nthread" in inspect.signature(cls).parameters:
+        kwargs["nthread"] = nthread
+    return cls(num_envs=num_envs, horizon=horizon or steps, **kwargs)
 
 
 def make_single(env_id: str, horizon: int | None = None, **kwargs: Any) -> gym.Env:

@@ -1,0 +1,151 @@
+"""Meta-gradients checked in float64 on fixed episode batches of a tiny policy.
+
+Episodes are sampled once (Navigation2D), then everything is a deterministic function of θ:
+F(θ) = mean_i f_i(θ'_i(θ); D_o) with θ'_i computed on the stored inner batches.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.adaptation import AdvantageSettings, surrogate_loss
+from metarl.meta_gradients import (
+    MetaProblem,
+    fd_hessian_vector_product,
+    hessian_batches_for,
+    meta_gradient,
+    run_inner_loop,
+)
+from metarl.policies import GaussianMLPPolicy, flatten_params, unflatten_like
+from metarl.sampler import Sampler
+
+ADVANTAGE = AdvantageSettings(gamma=0.99, gae_lambda=1.0, normalize=True, baseline="linear")
+
+
+def make_setup(alpha=0.3, steps=1, estimator="standard", algorithm="maml", seed=0):
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(5,), init_log_std=-0.5)
+    params = policy.init_params(torch.Generator().manual_seed(seed), dtype=torch.float64)
+    sampler = Sampler("metarl/Navigation2D-v0", episodes_per_task=3, horizon=12)
+    tasks = sampler.sample_tasks(3, np.random.default_rng(seed))
+    inner = run_inner_loop(
+        policy, sampler, params, tasks, alpha, steps, ADVANTAGE, [11, 12, 13], estimator
+    )
+    outer = sampler.sample(policy, inner.adapted, tasks, seed=21)
+    theta_old = {k: v.clone() for k, v in params.items()}
+    problem = MetaProblem(algorithm, inner, outer, ADVANTAGE(outer), theta_old)
+    return policy, params, sampler, inner, problem
+
+
+def finite_difference_gradient(fn, params, eps=1e-6):
+    flat = flatten_params(params)
+    grad = torch.zeros_like(flat)
+    for i in range(flat.numel()):
+        e = torch.zeros_like(flat)
+        e[i] = eps
+        plus = fn(unflatten_like(flat + e, params))
+        minus = fn(unflatten_like(flat - e, params))
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_maml_meta_gradient_matches_finite_differences(steps):
+    """On fixed batches F is a deterministic function of θ; MAML (standard) is its gradient.
+
+    (``dice`` is not: it adds the sampling-distribution term, which finite differences on fixed
+    batches cannot see; it is checked against HF-MAML's Hessian-free estimate below.)
+    """
+    _, params, _, _, problem = make_setup(steps=steps)
+    grad = flatten_params(meta_gradient("maml", problem, params).mean())
+    with torch.enable_grad():
+        fd = finite_difference_gradient(lambda p: problem.loss(p).detach(), params)
+    torch.testing.assert_close(grad, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_fomaml_is_maml_without_the_hessian_term():
+    policy, params, _, inner, problem = make_setup(alpha=0.3)
+    maml = meta_gradient("maml", problem, params).per_task
+    fomaml = meta_gradient("fomaml", problem, params).per_task
+    # MAML = (I - α H_in) v with v the FO-MAML gradient: H_in v by autograd on the inner loss.
+    point = {k: v.clone().requires_grad_(True) for k, v in inner.points[0].items()}
+    loss = surrogate_loss(policy, point, inner.batches[0], inner.advantages[0]).sum()
+    g = torch.autograd.grad(loss, list(point.values()), create_graph=True)
+    dot = sum((gi * fomaml[k]).sum() for gi, k in zip(g, point, strict=True))
+    hv = dict(zip(point, torch.autograd.grad(dot, list(point.values())), strict=True))
+    expected = {k: fomaml[k] - inner.alpha * hv[k] for k in fomaml}
+    torch.testing.assert_close(flatten_params(maml), flatten_params(expected))
+    assert not torch.allclose(flatten_params(maml), flatten_params(fomaml))
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_all_three_coincide_at_zero_inner_lr(steps):
+    _, params, sampler, inner, problem = make_setup(alpha=0.0, steps=steps)
+    hessian = hessian_batches_for(inner, sampler, ADVANTAGE, [31, 32], reuse_inner_batch=False)
+    grads = [
+        flatten_params(meta_gradient(alg, problem, params, hessian).mean())
+        for alg in ("maml", "fomaml", "hfmaml")
+    ]
+    torch.testing.assert_close(grads[0], grads[1])
+    torch.testing.assert_close(grads[0], grads[2])
+
+
+def exact_ratio_hvp(policy, point, batch, advantages, direction):
+    """Autograd ∇²f̃(θ) u for the likelihood-ratio surrogate, per task."""
+    old = policy.log_prob(point, batch.obs, batch.actions).detach()
+    theta = {k: v.clone().requires_grad_(True) for k, v in point.items()}
+    loss = surrogate_loss(policy, theta, batch, advantages, old).sum()
+    g = torch.autograd.grad(loss, list(theta.values()), create_graph=True)
+    dot = sum((gi * direction[k]).sum() for gi, k in zip(g, theta, strict=True))
+    return dict(zip(theta, torch.autograd.grad(dot, list(theta.values())), strict=True))
+
+
+def test_hfmaml_finite_difference_matches_autograd_hvp_with_second_order_error():
+    policy, params, _, inner, problem = make_setup()
+    v = meta_gradient("fomaml", problem, params).per_task
+    batch, adv = inner.batches[0], inner.advantages[0]
+    exact = flatten_params(exact_ratio_hvp(policy, inner.points[0], batch, adv, v))
+    errors = []
+    for delta in (1e-2, 5e-3, 2.5e-3):
+        d, _ = fd_hessian_vector_product(policy, inner.points[0], batch, adv, v, delta, 0.0)
+        errors.append(float((flatten_params(d) - exact).norm() / exact.norm()))
+    assert errors[-1] < 1e-4
+    # central differences: halving δ divides the error by ~4
+    assert 3.0 < errors[0] / errors[1] < 5.0
+    assert 3.0 < errors[1] / errors[2] < 5.0
+    d, _ = fd_hessian_vector_product(policy, inner.points[0], batch, adv, v, 1e-5, 0.0)
+    rel = (flatten_params(d) - exact).norm() / exact.norm()
+    assert rel < 1e-6
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_hfmaml_with_reused_batch_matches_maml_dice(steps):
+    """With D_h = D_in, HF-MAML's finite differences estimate MAML-dice's exact Hessian terms."""
+    _, params, sampler, inner, problem = make_setup(steps=steps, estimator="dice")
+    hessian = hessian_batches_for(inner, sampler, ADVANTAGE, [], reuse_inner_batch=True)
+    hf = meta_gradient("hfmaml", problem, params, hessian, delta=1e-5).mean()
+    maml = meta_gradient("maml", problem, params).mean()
+    torch.testing.assert_close(flatten_params(hf), flatten_params(maml), rtol=1e-6, atol=1e-9)
+
+
+def test_hfmaml_uses_first_order_autograd_only(monkeypatch):
+    _, params, sampler, inner, problem = make_setup(steps=2)
+    hessian = hessian_batches_for(inner, sampler, ADVANTAGE, [31, 32], reuse_inner_batch=False)
+    calls = []
+    original = torch.autograd.grad
+
+    def recording_grad(*args, **kwargs):
+        calls.append(bool(kwargs.get("create_graph", False)))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", recording_grad)
+    problem.algorithm = "hfmaml"
+    meta_gradient("hfmaml", problem, params, hessian)
+    assert calls and not any(calls)
+
+
+def test_hessian_batch_is_independent_of_inner_batch():
+    _, _, sampler, inner, _ = make_setup()
+    ((fresh, _),) = hessian_batches_for(inner, sampler, ADVANTAGE, [99], reuse_inner_batch=False)
+    ((reused, _),) = hessian_batches_for(inner, sampler, ADVANTAGE, [], reuse_inner_batch=True)
+    assert reused is inner.batches[0]
+    assert not torch.equal(fresh.actions, inner.batches[0].actions)

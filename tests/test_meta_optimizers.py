@@ -1,0 +1,107 @@
+"""Meta-optimizers (SGD, Adam, TRPO) and the outer loop with every algorithm combination."""
+
+import math
+
+import pytest
+import torch
+
+from metarl.config import config_from_dict
+from metarl.meta_learner import MetaLearner
+from metarl.meta_optimizers import TorchMetaOptimizer, TRPOMetaOptimizer, conjugate_gradient
+from metarl.policies import flatten_params
+from tests.test_meta_gradients import make_setup
+
+
+def test_conjugate_gradient_solves_spd_system():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    a = m @ m.T + 6 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, generator=g, dtype=torch.float64)
+    x = conjugate_gradient(lambda v: a @ v, b, iters=20)
+    torch.testing.assert_close(a @ x, b)
+
+
+def params_and_grad():
+    params = {"w0": torch.tensor([[1.0, -2.0]], requires_grad=True)}
+    params["log_std"] = torch.tensor([0.5], requires_grad=True)
+    grad = {"w0": torch.tensor([[0.3, -0.1]]), "log_std": torch.tensor([2.0])}
+    return params, grad
+
+
+def test_sgd_step_is_theta_minus_beta_g():
+    params, grad = params_and_grad()
+    TorchMetaOptimizer("sgd", params, lr=0.1).step(params, grad, problem=None)
+    torch.testing.assert_close(params["w0"].detach(), torch.tensor([[0.97, -1.99]]))
+    torch.testing.assert_close(params["log_std"].detach(), torch.tensor([0.3]))
+
+
+def test_adam_first_steps_match_hand_computation():
+    params, grad = params_and_grad()
+    opt = TorchMetaOptimizer("adam", params, lr=0.01, betas=(0.9, 0.999))
+    opt.step(params, grad, problem=None)
+    opt.step(params, grad, problem=None)
+    # constant g: m̂ = g and v̂ = g² after bias correction, so each step is lr·g/(|g| + ε)
+    g = grad["w0"]
+    expected = torch.tensor([[1.0, -2.0]]) - 2 * 0.01 * g / (g.abs() + 1e-8)
+    torch.testing.assert_close(params["w0"].detach(), expected)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
+def test_trpo_accepted_step_satisfies_kl_bound(algorithm):
+    _, params, _, _, problem = make_setup(algorithm=algorithm)
+    from metarl.meta_gradients import meta_gradient
+
+    grad = meta_gradient(algorithm, problem, params).mean()
+    theta = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    trpo = TRPOMetaOptimizer(max_kl=1e-3)
+    metrics = trpo.step(theta, grad, problem)
+    assert metrics["trpo/accepted"] == 1.0
+    with torch.enable_grad():
+        kl = float(problem.kl({k: v.detach() for k, v in theta.items()}))
+        loss_new = float(problem.loss({k: v.detach() for k, v in theta.items()}))
+        loss_old = float(problem.loss(params))
+    assert 0.0 < kl <= 1e-3
+    assert math.isclose(kl, metrics["meta/kl"], rel_tol=1e-9)
+    assert loss_new < loss_old
+    assert not torch.equal(flatten_params(theta), flatten_params(params))
+
+
+def test_trpo_rejects_steps_that_do_not_improve():
+    _, params, _, _, problem = make_setup(algorithm="fomaml")
+    from metarl.meta_gradients import meta_gradient
+
+    grad = meta_gradient("fomaml", problem, params).mean()
+    ascent = {k: -g for k, g in grad.items()}  # the wrong direction never lowers the loss
+    theta = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    metrics = TRPOMetaOptimizer(max_kl=1e-3, ls_max_steps=5).step(theta, ascent, problem)
+    assert metrics["trpo/accepted"] == 0.0
+    assert torch.equal(flatten_params(theta).detach(), flatten_params(params))
+
+
+@pytest.mark.parametrize("meta_optimizer", ["sgd", "adam", "trpo"])
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "hfmaml"])
+def test_five_meta_iterations_run_for_every_combination(algorithm, meta_optimizer):
+    cfg = config_from_dict(
+        {
+            "algorithm": algorithm,
+            "meta_optimizer": meta_optimizer,
+            "tasks_per_batch": 3,
+            "episodes_per_task": 2,
+            "env": {"horizon": 10},
+            "policy": {"hidden_sizes": [8]},
+            "inner": {"steps": 2 if algorithm == "hfmaml" else 1},
+        }
+    )
+    learner = MetaLearner(cfg)
+    before = flatten_params(learner.params).detach().clone()
+    for _ in range(5):
+        metrics = learner.step()
+        assert all(math.isfinite(v) for v in metrics.values()), metrics
+    assert learner.iteration == 5
+    assert not torch.equal(before, flatten_params(learner.params).detach())
+    for key in ("returns/pre_adaptation", "returns/post_adaptation", "meta/grad_norm"):
+        assert key in metrics
+    if algorithm == "hfmaml":
+        assert metrics["hfmaml/delta"] > 0 and metrics["hfmaml/d_norm"] > 0
+    if meta_optimizer == "trpo":
+        assert metrics["meta/kl"] <= cfg.trpo.max_kl
