@@ -22,7 +22,7 @@ F(θ) = E_i f_i(θ'_i(θ); D_o). The per-task meta-gradients g_i are:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,13 @@ from metarl.adaptation import (
     per_task_gradients,
     surrogate_loss,
 )
-from metarl.policies import GaussianMLPPolicy, Params, expand_params
+from metarl.policies import (
+    GaussianMLPPolicy,
+    Params,
+    expand_params,
+    flatten_params,
+    unflatten_like,
+)
 from metarl.sampler import EpisodeBatch, Sampler
 
 ALGORITHMS = ("maml", "fomaml", "hfmaml")
@@ -136,11 +142,67 @@ class MetaProblem:
 
     def kl(self, params: Params, create_graph: bool = False) -> Tensor:
         """Mean over tasks of the step-averaged KL(π_{θ'_old} ‖ π_{θ'(θ)}) on D_o."""
+        return self._kl_between(self.inner.adapted, self.adapted(params, create_graph))
+
+    def _kl_between(self, old: Params, new: Params) -> Tensor:
         batch = self.outer_batch
-        new = self.adapted(params, create_graph)
-        kl = self.inner.policy.kl(self.inner.adapted, new, batch.obs)
+        kl = self.inner.policy.kl(old, new, batch.obs)
         masks = batch.masks.to(kl.dtype)
         return ((kl * masks).sum(dim=(1, 2)) / masks.sum(dim=(1, 2)).clamp_min(1.0)).mean()
+
+    def fisher_vector_product(self, params: Params) -> Callable[[Tensor], Tensor]:
+        """v ↦ ∇²_θ KL(θ_old, θ) v at θ = θ_old (flat vectors), as an exact Gauss-Newton product.
+
+        At θ = θ_old the KL and its gradient vanish, so its Hessian is mean_i J_iᵀ F_i J_i with
+        J_i = ∂θ'_i/∂θ and F_i the Hessian of the KL in the adapted parameters θ'_i (the policy's
+        Fisher on D_o, a double backward through the policy only). J_i = I for FO-MAML and
+        HF-MAML; for MAML, J_i v and J_iᵀ u are vector products through the inner steps' graph
+        (a double-vjp for J v), which is cheaper than differentiating the KL twice through it.
+        """
+        k = self.outer_batch.num_tasks
+        adapted = {n: p.detach().requires_grad_(True) for n, p in self.inner.adapted.items()}
+        with torch.enable_grad():
+            kl = self._kl_between(self.inner.adapted, adapted)
+            grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
+            kl_grad = dict(zip(adapted, grads, strict=True))
+
+        def fisher(u: Params) -> Params:  # per-task Fisher products F_i u_i (1/K included)
+            with torch.enable_grad():
+                out = torch.autograd.grad(
+                    _dot(kl_grad, u), list(adapted.values()), retain_graph=True
+                )
+            return dict(zip(adapted, out, strict=True))
+
+        like = {n: p.detach() for n, p in params.items()}
+        if self.algorithm != "maml":
+            return lambda v: flatten_params(fisher(expand_params(unflatten_like(v, like), k))).sum(
+                0
+            )
+
+        theta = {n: p.clone().requires_grad_(True) for n, p in like.items()}
+        with torch.enable_grad():
+            new = self.inner.readapt(theta, create_graph=True)
+            dummy = {n: torch.zeros_like(p, requires_grad=True) for n, p in new.items()}
+            jt_dummy = torch.autograd.grad(
+                _dot(new, dummy), list(theta.values()), create_graph=True
+            )
+
+        def fvp(v: Tensor) -> Tensor:
+            with torch.enable_grad():
+                jv = torch.autograd.grad(
+                    _dot(dict(zip(theta, jt_dummy, strict=True)), unflatten_like(v, like)),
+                    list(dummy.values()),
+                    retain_graph=True,
+                )
+                fjv = fisher(dict(zip(dummy, jv, strict=True)))
+                out = torch.autograd.grad(_dot(new, fjv), list(theta.values()), retain_graph=True)
+            return torch.cat([o.reshape(-1) for o in out])
+
+        return fvp
+
+
+def _dot(a: Params, b: Params) -> Tensor:
+    return sum((a[k] * b[k]).sum() for k in a)
 
 
 def fd_hessian_vector_product(

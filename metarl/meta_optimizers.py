@@ -113,25 +113,14 @@ class TRPOMetaOptimizer:
         self.ls_backtrack = ls_backtrack
         self.ls_max_steps = ls_max_steps
 
-    def fisher_vector_product(
-        self, problem: MetaProblem, theta_old: Params
-    ) -> Callable[[Tensor], Tensor]:
-        """v ↦ (∇²_θ KL(θ_old, θ) + damping·I) v at θ = θ_old, by double backward of the KL."""
-        theta = {k: v.detach().clone().requires_grad_(True) for k, v in theta_old.items()}
-        kl = problem.kl(theta, create_graph=True)
-        grads = torch.autograd.grad(kl, list(theta.values()), create_graph=True)
-        flat_grad = torch.cat([g.reshape(-1) for g in grads])
-
-        def fvp(v: Tensor) -> Tensor:
-            hv = torch.autograd.grad(flat_grad @ v, list(theta.values()), retain_graph=True)
-            return torch.cat([h.reshape(-1) for h in hv]) + self.cg_damping * v
-
-        return fvp
-
     def step(self, params: Params, grad: Params, problem: MetaProblem) -> dict[str, float]:
         theta_old = {k: v.detach().clone() for k, v in params.items()}
         g = flatten_params(grad).to(theta_old["w0"].dtype)
-        fvp = self.fisher_vector_product(problem, theta_old)
+        fisher = problem.fisher_vector_product(theta_old)
+
+        def fvp(v: Tensor) -> Tensor:
+            return fisher(v) + self.cg_damping * v
+
         direction = conjugate_gradient(fvp, g, self.cg_iters)
         shs = float(direction @ fvp(direction))
         metrics = {"meta/kl": 0.0, "meta/step_size": 0.0, "trpo/accepted": 0.0}

@@ -105,3 +105,22 @@ def test_five_meta_iterations_run_for_every_combination(algorithm, meta_optimize
         assert metrics["hfmaml/delta"] > 0 and metrics["hfmaml/d_norm"] > 0
     if meta_optimizer == "trpo":
         assert metrics["meta/kl"] <= cfg.trpo.max_kl
+
+
+@pytest.mark.parametrize(("algorithm", "steps"), [("fomaml", 1), ("maml", 1), ("maml", 2)])
+def test_fisher_vector_product_equals_autograd_hessian_of_kl(algorithm, steps):
+    """TRPO's Gauss-Newton product equals the double-backward Hessian of the KL at θ_old."""
+    _, params, _, _, problem = make_setup(algorithm=algorithm, steps=steps)
+    v = torch.randn(flatten_params(params).numel(), dtype=torch.float64)
+    fvp = problem.fisher_vector_product(params)(v)
+    theta = {k: p.clone().requires_grad_(True) for k, p in params.items()}
+    with torch.enable_grad():
+        kl = problem.kl(theta, create_graph=True)
+        g = torch.cat(
+            [
+                x.reshape(-1)
+                for x in torch.autograd.grad(kl, list(theta.values()), create_graph=True)
+            ]
+        )
+        hv = torch.cat([x.reshape(-1) for x in torch.autograd.grad(g @ v, list(theta.values()))])
+    torch.testing.assert_close(fvp, hv, rtol=1e-7, atol=1e-10)
