@@ -1,6 +1,10 @@
 """One outer loop for MAML, FO-MAML and HF-MAML: sample → adapt → meta-gradient → update.
 
 The three algorithms share everything but :func:`metarl.meta_gradients.meta_gradient`.
+The reference learners of Finn et al. (2017, Fig. 5) use the same loop with no inner step:
+``pretrained`` trains one policy jointly on the sampled tasks (the outer loss at θ itself, i.e.
+FO-MAML with zero inner steps), and ``oracle`` does the same on an environment whose
+observation carries the task parameters.
 All randomness of an iteration (tasks, sampler seeds) comes from one numpy Generator whose
 state is part of :meth:`MetaLearner.state_dict`, so a resumed run repeats the same numbers.
 """
@@ -26,6 +30,7 @@ from metarl.policies import GaussianMLPPolicy, Params, flatten_params
 from metarl.sampler import Sampler
 
 _SEED_HIGH = 2**31 - 1
+REFERENCE_ALGORITHMS = ("pretrained", "oracle")
 
 
 class MetaLearner:
@@ -40,6 +45,7 @@ class MetaLearner:
             horizon=cfg.env.horizon,
             env_kwargs=cfg.env.kwargs,
             env_threads=cfg.sampler.env_threads,
+            oracle=cfg.algorithm == "oracle",
         )
         self.policy = GaussianMLPPolicy(
             self.sampler.obs_dim,
@@ -68,6 +74,9 @@ class MetaLearner:
             ls_backtrack=cfg.trpo.ls_backtrack,
             ls_max_steps=cfg.trpo.ls_max_steps,
         )
+        reference = cfg.algorithm in REFERENCE_ALGORITHMS
+        self.inner_steps = 0 if reference else cfg.inner.steps
+        self.gradient_algorithm = "fomaml" if reference else cfg.algorithm
         self.rng = np.random.default_rng(cfg.seed)
         self.iteration = 0
 
@@ -75,7 +84,7 @@ class MetaLearner:
         """One meta-iteration; returns its metrics (design.md, "What a run measures")."""
         cfg = self.cfg
         start = time.perf_counter()
-        k, steps = cfg.tasks_per_batch, cfg.inner.steps
+        k, steps = cfg.tasks_per_batch, self.inner_steps
         tasks = self.sampler.sample_tasks(k, self.rng)
         seeds = [int(s) for s in self.rng.integers(0, _SEED_HIGH, size=2 * steps + 1)]
 
@@ -110,9 +119,11 @@ class MetaLearner:
         adapted_at = time.perf_counter()
 
         theta_old = {n: p.detach().clone() for n, p in self.params.items()}
-        problem = MetaProblem(cfg.algorithm, inner, outer_batch, outer_advantages, theta_old)
+        problem = MetaProblem(
+            self.gradient_algorithm, inner, outer_batch, outer_advantages, theta_old
+        )
         grad = meta_gradient(
-            cfg.algorithm,
+            self.gradient_algorithm,
             problem,
             self.params,
             hessian,
@@ -128,14 +139,13 @@ class MetaLearner:
 
         env_steps = sum(b.env_steps for b in batches)
         metrics: dict[str, float] = {
-            "returns/pre_adaptation": inner.batches[0].mean_return(),
+            "returns/pre_adaptation": (inner.batches or [outer_batch])[0].mean_return(),
             "returns/post_adaptation": outer_batch.mean_return(),
             "meta/grad_norm": float(flatten_params(mean_grad).norm()),
             "meta/grad_variance": float(
                 (per_task_flat - per_task_flat.mean(0)).square().sum(1).mean()
             ),
             "meta/loss": float(problem.task_losses(inner.adapted).mean()),
-            "inner/grad_norm": float(torch.stack(inner.inner_norms).mean()),
             "policy/entropy": float(self.policy.entropy(self.params).detach()),
             "time/sampling": sampling_seconds,
             "time/adaptation": adapted_at - start - sampling_seconds,
@@ -145,6 +155,8 @@ class MetaLearner:
             "perf/env_steps_per_s": env_steps / max(sampling_seconds, 1e-9),
             "env_steps": float(env_steps),
         }
+        if inner.inner_norms:
+            metrics["inner/grad_norm"] = float(torch.stack(inner.inner_norms).mean())
         for j, batch in enumerate(inner.batches[1:], start=1):
             metrics[f"returns/step_{j}"] = batch.mean_return()
         metrics.update(grad.metrics)

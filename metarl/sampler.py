@@ -59,7 +59,7 @@ class Sampler:
     """Samples ``episodes_per_task`` episodes per task with a batched environment.
 
     ``env_threads`` is the number of simulator threads of MuJoCo environments (ignored by
-    pure-numpy ones).
+    pure-numpy ones); ``oracle=True`` appends each copy's task parameters to its observation.
 
     One batched environment is built per number of copies and reused across calls. Sampling is
     deterministic given ``seed``: environment copies are reset with seeds ``seed + b`` and the
@@ -73,8 +73,10 @@ class Sampler:
         horizon: int | None = None,
         env_kwargs: Mapping[str, Any] | None = None,
         env_threads: int | None = None,
+        oracle: bool = False,
     ):
         self.env_id = env_id
+        self.oracle = oracle
         self.episodes_per_task = int(episodes_per_task)
         self.env_kwargs = dict(env_kwargs or {})
         self.env_threads = env_threads
@@ -92,6 +94,7 @@ class Sampler:
                 num_envs,
                 horizon=self.horizon,
                 nthread=self.env_threads,
+                **({"oracle": True} if self.oracle else {}),
                 **self.env_kwargs,
             )
         return self._envs[num_envs]

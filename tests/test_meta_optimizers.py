@@ -124,3 +124,38 @@ def test_fisher_vector_product_equals_autograd_hessian_of_kl(algorithm, steps):
         )
         hv = torch.cat([x.reshape(-1) for x in torch.autograd.grad(g @ v, list(theta.values()))])
     torch.testing.assert_close(fvp, hv, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("meta_optimizer", ["adam", "trpo"])
+def test_pretrained_trains_jointly_without_an_inner_loop(meta_optimizer, monkeypatch):
+    import metarl.meta_learner as meta_learner
+
+    calls = []
+    monkeypatch.setattr(
+        meta_learner, "run_inner_loop", _recording(meta_learner.run_inner_loop, calls)
+    )
+    cfg = config_from_dict(
+        {
+            "algorithm": "pretrained",
+            "meta_optimizer": meta_optimizer,
+            "tasks_per_batch": 3,
+            "episodes_per_task": 2,
+            "env": {"horizon": 10},
+            "policy": {"hidden_sizes": [8]},
+        }
+    )
+    learner = MetaLearner(cfg)
+    before = flatten_params(learner.params).detach().clone()
+    metrics = learner.step()
+    assert [c["steps"] for c in calls] == [0]  # no adaptation step in training
+    assert "inner/grad_norm" not in metrics
+    assert metrics["returns/pre_adaptation"] == metrics["returns/post_adaptation"]
+    assert not torch.equal(before, flatten_params(learner.params).detach())
+
+
+def _recording(fn, calls):
+    def wrapper(*args, **kwargs):
+        calls.append({"steps": args[5]})
+        return fn(*args, **kwargs)
+
+    return wrapper
