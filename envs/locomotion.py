@@ -20,11 +20,23 @@ Shared code. The observation, the reward terms and the termination are pure vect
 functions of ``(qpos_before, qpos_after, qvel_after, action, task_params)``
 (:func:`locomotion_observation`, :func:`locomotion_step_outputs`), and the reset noise is one
 function of a generator (:func:`reset_state`); the single env calls them with a batch of 1.
+
+Torso centre of mass. The paper-timing HalfCheetahVel (see :class:`HalfCheetahVelEnv`) measures
+the forward velocity as the velocity of the torso subtree's centre of mass and observes its
+position. Neither is part of the (time, qpos, qvel) state that ``mujoco.rollout`` returns, so both
+forms read them from two sensors added to the model (:func:`model_with_torso_sensors`):
+``subtreecom`` and ``subtreelinvel`` of the torso, always evaluated at the state *after* the env
+step. The single env calls ``mj_forward`` after stepping; the batched form asks ``mujoco.rollout``
+for one MuJoCo step more than ``frame_skip`` and keeps the state after ``frame_skip`` steps and the
+sensors of the extra step (``mj_step`` evaluates sensors in its ``mj_forward`` stage, i.e. for
+the state *before* it integrates, which here is the post-step state). The extra step is thrown
+away; it costs one MuJoCo step per env step and is only taken when the sensors are used.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -33,12 +45,18 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.spaces import Box
 from gymnasium.utils import EzPickle
 from mujoco import rollout as mj_rollout
 
 from envs.base import BatchedTaskEnv, Task, TaskDistribution, TaskField, check_action
 
 OBJECTIVES = ("velocity", "direction")
+VELOCITY_SOURCES = ("qpos", "torso_com")
+TORSO_BODY = "torso"
+# names of the sensors added by model_with_torso_sensors (each 3 numbers, world frame)
+TORSO_COM_SENSOR = "metarl_torso_subtreecom"
+TORSO_COM_VELOCITY_SENSOR = "metarl_torso_subtreelinvel"
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,8 @@ class LocomotionParams:
 
     ``objective`` is ``"velocity"`` (forward term ``-|v_x - v*|``) or ``"direction"``
     (``d · v_x``); ``healthy_reward=None`` means the robot has no health condition (HalfCheetah).
+    ``velocity_source`` is ``"qpos"`` (``v_x`` = change of ``qpos[0]`` over ``dt``) or
+    ``"torso_com"`` (``v_x`` = x velocity of the torso subtree's centre of mass after the step).
     """
 
     objective: str
@@ -56,6 +76,7 @@ class LocomotionParams:
     healthy_reward: float | None = None
     healthy_z_range: tuple[float, float] = (-np.inf, np.inf)
     terminate_when_unhealthy: bool = False
+    velocity_source: str = "qpos"
 
 
 def reset_state(
@@ -71,9 +92,41 @@ def reset_state(
     return qpos, qvel
 
 
-def locomotion_observation(qpos: np.ndarray, qvel: np.ndarray, skipped_qpos: int) -> np.ndarray:
-    """``concat(qpos[..., skipped_qpos:], qvel)`` (float64), for one state or a batch."""
-    return np.concatenate((qpos[..., skipped_qpos:], qvel), axis=-1)
+def model_with_torso_sensors(xml_path: str, body: str = TORSO_BODY) -> mujoco.MjModel:
+    """The model of ``xml_path`` plus a ``subtreecom`` and a ``subtreelinvel`` sensor of ``body``.
+
+    Sensors do not act on the physics: apart from the sensor arrays the compiled model equals
+    ``MjModel.from_xml_path(xml_path)`` (tested), so the dynamics are unchanged.
+    """
+    spec = mujoco.MjSpec.from_file(xml_path)
+    for name, kind in (
+        (TORSO_COM_SENSOR, mujoco.mjtSensor.mjSENS_SUBTREECOM),
+        (TORSO_COM_VELOCITY_SENSOR, mujoco.mjtSensor.mjSENS_SUBTREELINVEL),
+    ):
+        spec.add_sensor(name=name, type=kind, objtype=mujoco.mjtObj.mjOBJ_BODY, objname=body)
+    with warnings.catch_warnings():
+        # Gymnasium's XML files use <compiler settotalmass>, which the MjSpec compiler reports
+        # as deprecated (a Python warning; the XML loader logs it to MUJOCO_LOG.TXT instead).
+        warnings.filterwarnings("ignore", message=".*settotalmass.*")
+        return spec.compile()
+
+
+def torso_sensor_slices(model: mujoco.MjModel) -> tuple[slice, slice]:
+    """Slices of ``sensordata`` holding the torso COM position and COM velocity."""
+    com, vel = model.sensor(TORSO_COM_SENSOR), model.sensor(TORSO_COM_VELOCITY_SENSOR)
+    return (
+        slice(int(com.adr[0]), int(com.adr[0]) + 3),
+        slice(int(vel.adr[0]), int(vel.adr[0]) + 3),
+    )
+
+
+def locomotion_observation(
+    qpos: np.ndarray, qvel: np.ndarray, skipped_qpos: int, torso_com: np.ndarray | None = None
+) -> np.ndarray:
+    """``concat(qpos[..., skipped_qpos:], qvel[, torso_com])`` (float64), one state or a batch."""
+    if torso_com is None:
+        return np.concatenate((qpos[..., skipped_qpos:], qvel), axis=-1)
+    return np.concatenate((qpos[..., skipped_qpos:], qvel, torso_com), axis=-1)
 
 
 def locomotion_step_outputs(
@@ -83,15 +136,23 @@ def locomotion_step_outputs(
     action: np.ndarray,
     task_params: np.ndarray,
     params: LocomotionParams,
+    com_velocity: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Reward, termination and info terms of one env step for a batch of ``B`` copies.
 
     Shapes: ``qpos_* (B, nq)``, ``qvel_after (B, nv)``, ``action (B, nu)``, ``task_params (B, 1)``
-    (the target velocity or the direction). Returns ``(reward (B,), terminated (B,), parts)`` with
-    ``parts`` holding ``x_velocity``, ``reward_forward``, ``reward_ctrl`` (<= 0) and, for robots
-    with a health condition, ``reward_survive``; the ``reward_*`` terms add up to the reward.
+    (the target velocity or the direction); ``com_velocity (B, 3)`` is the torso COM velocity
+    after the step, needed (only) when ``params.velocity_source == "torso_com"``. Returns
+    ``(reward (B,), terminated (B,), parts)`` with ``parts`` holding ``x_velocity``,
+    ``reward_forward``, ``reward_ctrl`` (<= 0) and, for robots with a health condition,
+    ``reward_survive``; the ``reward_*`` terms add up to the reward.
     """
-    x_velocity = (qpos_after[:, 0] - qpos_before[:, 0]) / params.dt
+    if params.velocity_source == "torso_com":
+        if com_velocity is None:
+            raise ValueError('velocity_source "torso_com" needs the torso COM velocity')
+        x_velocity = np.array(com_velocity[:, 0], dtype=np.float64)  # a copy, not a view
+    else:
+        x_velocity = (qpos_after[:, 0] - qpos_before[:, 0]) / params.dt
     target = task_params[:, 0]
     if params.objective == "velocity":
         reward_forward = -np.abs(x_velocity - target)
@@ -135,6 +196,23 @@ def _check_common(ctrl_cost_weight: float, reset_noise_scale: float) -> None:
         raise ValueError(f"reset_noise_scale must be >= 0, got {reset_noise_scale}")
 
 
+def _check_torso_options(
+    frame_skip: Any, velocity_source: str, include_torso_com_in_observation: Any
+) -> int:
+    if isinstance(frame_skip, bool) or not isinstance(frame_skip, int | np.integer):
+        raise ValueError(f"frame_skip must be an int >= 1, got {frame_skip!r}")
+    if frame_skip < 1:
+        raise ValueError(f"frame_skip must be an int >= 1, got {frame_skip!r}")
+    if velocity_source not in VELOCITY_SOURCES:
+        raise ValueError(f"velocity_source {velocity_source!r}: must be one of {VELOCITY_SOURCES}")
+    if not isinstance(include_torso_com_in_observation, bool | np.bool_):
+        raise ValueError(
+            "include_torso_com_in_observation must be a bool, got "
+            f"{include_torso_com_in_observation!r}"
+        )
+    return int(frame_skip)
+
+
 def _check_healthy(healthy_z_range: tuple[float, float]) -> tuple[float, float]:
     low, high = (float(v) for v in healthy_z_range)
     if not low < high:
@@ -146,13 +224,20 @@ class _TaskLocomotionMixin:
     """Task API, step and reset shared by the four single envs (mixed before Gymnasium's class).
 
     Subclasses set ``objective`` and ``skipped_qpos`` and call :meth:`_init_task` at the end of
-    their constructor.
+    their constructor. A subclass that measures or observes the torso centre of mass sets
+    ``_torso_sensors`` (and ``_include_torso_com``) *before* ``MujocoEnv.__init__`` builds the
+    model, and ``params.velocity_source``.
     """
 
     objective: ClassVar[str]
     skipped_qpos: ClassVar[int]
     task_distribution: TaskDistribution
     params: LocomotionParams
+    # torso COM sensors in the model (read after every env step), and whether they are observed
+    _torso_sensors: bool = False
+    _include_torso_com: bool = False
+    _com_slice: slice = slice(0, 0)
+    _com_velocity_slice: slice = slice(0, 0)
 
     # attributes provided by gymnasium's MujocoEnv
     model: mujoco.MjModel
@@ -162,6 +247,9 @@ class _TaskLocomotionMixin:
     frame_skip: int
     render_mode: str | None
     np_random: np.random.Generator
+    fullpath: str
+    width: int
+    height: int
     _reset_noise_scale: float
 
     def _init_task(
@@ -203,8 +291,17 @@ class _TaskLocomotionMixin:
         qpos_before = self.data.qpos.copy()
         self.do_simulation(action, self.frame_skip)  # type: ignore[attr-defined]
         qpos, qvel = self.data.qpos, self.data.qvel
+        com_velocity = (
+            self.data.sensordata[None, self._com_velocity_slice] if self._torso_sensors else None
+        )
         reward, terminated, parts = locomotion_step_outputs(
-            qpos_before[None], qpos[None], qvel[None], action[None], self._task_params, self.params
+            qpos_before[None],
+            qpos[None],
+            qvel[None],
+            action[None],
+            self._task_params,
+            self.params,
+            com_velocity,
         )
         info: dict[str, Any] = {
             "task": self.get_task(),
@@ -221,9 +318,24 @@ class _TaskLocomotionMixin:
         # does; this makes the single and batched forms bit-identical (see module docs).
         self.data.qacc_warmstart[:] = 0.0
         super()._step_mujoco_simulation(ctrl, n_frames)  # type: ignore[misc]
+        if self._torso_sensors:
+            # mj_step evaluated the sensors before its last integration; bring them (and every
+            # other derived quantity) to the post-step state (see module docs).
+            mujoco.mj_forward(self.model, self.data)
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        if not self._torso_sensors:
+            return super()._initialize_simulation()  # type: ignore[misc]
+        model = model_with_torso_sensors(self.fullpath)
+        # as MujocoEnv: only grow the offscreen framebuffer
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        self._com_slice, self._com_velocity_slice = torso_sensor_slices(model)
+        return model, mujoco.MjData(model)
 
     def _get_obs(self) -> np.ndarray:
-        return locomotion_observation(self.data.qpos, self.data.qvel, self.skipped_qpos)
+        torso_com = self.data.sensordata[self._com_slice] if self._include_torso_com else None
+        return locomotion_observation(self.data.qpos, self.data.qvel, self.skipped_qpos, torso_com)
 
     def reset_model(self) -> np.ndarray:
         qpos, qvel = reset_state(
@@ -340,7 +452,8 @@ class HalfCheetahVelEnv(_TaskLocomotionMixin, HalfCheetahEnv):
 
     ## Rewards
     `reward = reward_forward + reward_ctrl` with
-    `reward_forward = -|v_x - v*|`, `v_x = (qpos_after[0] - qpos_before[0]) / dt`, and
+    `reward_forward = -|v_x - v*|`, `v_x = (qpos_after[0] - qpos_before[0]) / dt` (by default;
+    see Paper timing for `velocity_source="torso_com"`), and
     `reward_ctrl = -ctrl_cost_weight · ‖action‖²`. `info` holds `task`, `x_position`,
     `x_velocity`, `reward_forward` and `reward_ctrl`.
 
@@ -351,6 +464,38 @@ class HalfCheetahVelEnv(_TaskLocomotionMixin, HalfCheetahEnv):
 
 {_CHEETAH_DYNAMICS}
 
+    ## Paper timing (Finn et al. 2017)
+    The defaults above are Gymnasium's HalfCheetah-v5 timing (`dt = 0.05`, velocity from
+    `qpos[0]`, 17-dim observation). The MAML paper's half-cheetah (rllab) differs in three ways,
+    each a keyword argument here:
+
+    * `frame_skip=1`: one MuJoCo step per env step, `dt = 0.01` (the model's timestep), so an
+      episode of 200 steps lasts 2 s instead of 10 s;
+    * `velocity_source="torso_com"`: `v_x` is the x velocity of the centre of mass of the torso
+      subtree (the whole cheetah), MuJoCo's `subtreelinvel` sensor of body `torso` evaluated at
+      the state *after* the step (rllab's `get_body_comvel("torso")` after `model.forward()`),
+      instead of the finite difference of `qpos[0]`;
+    * `include_torso_com_in_observation=True`: the observation is `qpos[1:]` (8), `qvel` (9) and
+      the torso subtree's centre of mass (3, the `subtreecom` sensor; its x grows as the cheetah
+      runs), 20 dims, `Box(-Inf, Inf, (20,), float64)`.
+
+    The control cost weight 0.05 and `v* ~ U[0, 2]` are already the paper's (rllab applied the
+    cost to the action clipped to the bounds; here it uses the action as given, the same for
+    actions inside `[-1, 1]`). The batched form
+    takes the same arguments and stays bit-identical to the single env (see the module docs for
+    how it obtains the post-step sensors). Returns are comparable with the paper's numbers only
+    in this variant:
+
+    ```python
+    import gymnasium as gym, envs
+    env = gym.make(
+        "metarl/HalfCheetahVel-v0",
+        frame_skip=1,
+        velocity_source="torso_com",
+        include_torso_com_in_observation=True,
+    )  # max_episode_steps 200 = 2 s
+    ```
+
     ## Arguments
 {_CHEETAH_ARGS}
     | `velocity_low`      | **float**     | `0.0`    | lower end of the target velocity range      |
@@ -359,7 +504,12 @@ class HalfCheetahVelEnv(_TaskLocomotionMixin, HalfCheetahEnv):
     | `reset_noise_scale` | **float**     | `0.1`    | scale of the starting-state noise           |
     | `task`              | **dict**      | `None`   | initial task (else the default task)        |
     | `render_mode`       | **str**       | `None`   | Gymnasium's MuJoCo render modes             |
+    | `frame_skip`        | **int**       | `5`      | MuJoCo steps per env step (`dt = 0.01·n`)   |
+    | `velocity_source`   | **str**       | `"qpos"` | `"qpos"` or `"torso_com"` (see above)       |
+    | `include_torso_com_in_observation` | **bool** | `False` | append the torso COM (3)     |
     | `**mujoco_kwargs`   |               |          | passed to `MujocoEnv` (`width`, ...)        |
+
+    The last four are keyword-only.
 
     ```python
     import gymnasium as gym, envs
@@ -380,14 +530,25 @@ class HalfCheetahVelEnv(_TaskLocomotionMixin, HalfCheetahEnv):
         reset_noise_scale: float = 0.1,
         task: Mapping[str, Any] | None = None,
         render_mode: str | None = None,
+        *,
+        frame_skip: int = 5,
+        velocity_source: str = "qpos",
+        include_torso_com_in_observation: bool = False,
         **mujoco_kwargs: Any,
     ):
         # EzPickle is (re-)initialized after the parent constructor, which calls it with its own
         # arguments; ours must win so that unpickling rebuilds this class with these arguments.
         field = _velocity_field(velocity_low, velocity_high)
         _check_common(ctrl_cost_weight, reset_noise_scale)
+        frame_skip = _check_torso_options(
+            frame_skip, velocity_source, include_torso_com_in_observation
+        )
+        # read by _initialize_simulation, which MujocoEnv.__init__ calls
+        self._include_torso_com = bool(include_torso_com_in_observation)
+        self._torso_sensors = velocity_source == "torso_com" or self._include_torso_com
         HalfCheetahEnv.__init__(
             self,
+            frame_skip=frame_skip,
             ctrl_cost_weight=ctrl_cost_weight,
             reset_noise_scale=reset_noise_scale,
             render_mode=render_mode,
@@ -401,9 +562,22 @@ class HalfCheetahVelEnv(_TaskLocomotionMixin, HalfCheetahEnv):
             reset_noise_scale,
             task,
             render_mode,
+            frame_skip=frame_skip,
+            velocity_source=velocity_source,
+            include_torso_com_in_observation=include_torso_com_in_observation,
             **mujoco_kwargs,
         )
-        params = LocomotionParams(self.objective, self.dt, self.skipped_qpos, ctrl_cost_weight)
+        if self._include_torso_com:
+            size = self.observation_space.shape[0] + 3
+            self.observation_space = Box(-np.inf, np.inf, (size,), np.float64)
+            self.observation_structure["torso_com"] = 3
+        params = LocomotionParams(
+            self.objective,
+            self.dt,
+            self.skipped_qpos,
+            ctrl_cost_weight,
+            velocity_source=velocity_source,
+        )
         self._init_task(field, params, task, {"velocity": 0.5 * (field.low + field.high)})
 
 
@@ -697,6 +871,11 @@ class BatchedLocomotion(BatchedTaskEnv):
     ``frame_skip`` MuJoCo steps with the action repeated, from the full-physics state
     (time, qpos, qvel) of every copy; trajectories are bit-identical to the single env's (see the
     module docs on the solver cold start). Observations are float32 as in every batched env.
+
+    When the env reads the torso centre-of-mass sensors (paper-timing HalfCheetahVel), each call
+    runs ``frame_skip + 1`` MuJoCo steps and takes the sensors of the extra one, which are those of
+    the post-step state (module docs); reset copies get theirs from a one-step call from their
+    starting state.
     """
 
     env_class: ClassVar[type[_TaskLocomotionMixin]]
@@ -735,6 +914,12 @@ class BatchedLocomotion(BatchedTaskEnv):
         self._init_qpos = proto.init_qpos.copy()
         self._init_qvel = proto.init_qvel.copy()
         self._reset_noise_scale = float(proto._reset_noise_scale)
+        self._torso_sensors = bool(proto._torso_sensors)
+        self._include_torso_com = bool(proto._include_torso_com)
+        self._com_slice = proto._com_slice
+        self._com_velocity_slice = proto._com_velocity_slice
+        # MuJoCo steps per rollout call: one more to evaluate the sensors at the post-step state
+        self._nstep = self.frame_skip + int(self._torso_sensors)
 
         nq, nv, nu = self.model.nq, self.model.nv, self.model.nu
         nstate = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_FULLPHYSICS.value)
@@ -748,9 +933,10 @@ class BatchedLocomotion(BatchedTaskEnv):
         self._qvel = slice(1 + nq, 1 + nq + nv)
         # Preallocated, C-contiguous float64 buffers of the hot path.
         self._state = np.zeros((self.num_envs, nstate))
-        self._control = np.zeros((self.num_envs, self.frame_skip, nu))
-        self._trajectory = np.zeros((self.num_envs, self.frame_skip, nstate))
-        self._sensordata = np.zeros((self.num_envs, self.frame_skip, self.model.nsensordata))
+        self._control = np.zeros((self.num_envs, self._nstep, nu))
+        self._trajectory = np.zeros((self.num_envs, self._nstep, nstate))
+        self._sensordata = np.zeros((self.num_envs, self._nstep, self.model.nsensordata))
+        self._sensors = np.zeros((self.num_envs, self.model.nsensordata))  # at the current state
         self._qpos_before = np.zeros((self.num_envs, nq))
         self._models = [self.model] * self.num_envs
         self._datas = [mujoco.MjData(self.model) for _ in range(max(1, nthread))]
@@ -767,10 +953,33 @@ class BatchedLocomotion(BatchedTaskEnv):
             self._state[i, self._qpos] = qpos
             self._state[i, self._qvel] = qvel
         state = self._state[index]
+        if self._torso_sensors:
+            self._sensors[index] = self._sensors_of(state)
+        torso_com = self._sensors[index, self._com_slice] if self._include_torso_com else None
         obs = locomotion_observation(
-            state[:, self._qpos], state[:, self._qvel], self.params.skipped_qpos
+            state[:, self._qpos], state[:, self._qvel], self.params.skipped_qpos, torso_com
         )
         return obs.astype(np.float32)
+
+    def _sensors_of(self, state: np.ndarray) -> np.ndarray:
+        """Sensor values at the given full-physics states ``(k, nstate)``: ``mj_step`` evaluates
+        them before integrating, so a one-step rollout from ``state`` returns them."""
+        if self._pool is None:
+            raise RuntimeError("reset() after close()")
+        k = state.shape[0]
+        sensordata = np.zeros((k, 1, self.model.nsensordata))
+        self._pool.rollout(
+            self._models[:k],
+            self._datas,
+            np.ascontiguousarray(state),
+            np.zeros((k, 1, self.model.nu)),
+            control_spec=self._control_spec,
+            skip_checks=True,
+            nstep=1,
+            state=np.zeros((k, 1, state.shape[1])),
+            sensordata=sensordata,
+        )
+        return sensordata[:, 0]
 
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         if self._pool is None:
@@ -783,18 +992,25 @@ class BatchedLocomotion(BatchedTaskEnv):
             self._control,
             control_spec=self._control_spec,
             skip_checks=True,
-            nstep=self.frame_skip,
+            nstep=self._nstep,
             state=self._trajectory,
             sensordata=self._sensordata,
         )
         self._qpos_before[:] = self._state[:, self._qpos]
-        self._state[:] = self._trajectory[:, -1]
+        self._state[:] = self._trajectory[:, self.frame_skip - 1]
+        com_velocity = torso_com = None
+        if self._torso_sensors:
+            # the extra step's sensors: evaluated at the state after frame_skip steps
+            self._sensors[:] = self._sensordata[:, self.frame_skip]
+            com_velocity = self._sensors[:, self._com_velocity_slice]
+            if self._include_torso_com:
+                torso_com = self._sensors[:, self._com_slice]
         qpos, qvel = self._state[:, self._qpos], self._state[:, self._qvel]
         reward, terminated, parts = locomotion_step_outputs(
-            self._qpos_before, qpos, qvel, actions, self.task_params, self.params
+            self._qpos_before, qpos, qvel, actions, self.task_params, self.params, com_velocity
         )
-        obs = locomotion_observation(qpos, qvel, self.params.skipped_qpos).astype(np.float32)
-        return obs, reward, terminated, parts
+        obs = locomotion_observation(qpos, qvel, self.params.skipped_qpos, torso_com)
+        return obs.astype(np.float32), reward, terminated, parts
 
     def close(self) -> None:
         """Shut the rollout thread pool down (idempotent)."""
