@@ -1,0 +1,61 @@
+"""`metarl bench`: a tiny smoke run writes bench.json (with the ratio keys), bench.md and plots."""
+
+import argparse
+import json
+import math
+
+import pytest
+
+from metarl.bench import ALGORITHMS, add_parser, run_bench
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    return out, run_bench(out, quick=True, tiny=True)
+
+
+def test_tiny_bench_writes_json_markdown_and_plots(tiny_bench):
+    out, result = tiny_bench
+    data = json.loads((out / "bench.json").read_text())
+    ratios = data["ratios"]
+    for key in (
+        "env/batched_over_gym_loop",
+        "env/batched_over_gym_loop_unwrapped",
+        "env/batched_over_sync_vector_env",
+        "env/batched_over_raw_rollout",
+        "env/ant_batched_over_raw_rollout",
+        "sampler/policy_overhead",
+        "end_to_end/navigation2d/hfmaml_over_fomaml",
+        "end_to_end/half_cheetah_vel/hfmaml_over_fomaml",
+    ):
+        assert key in ratios and math.isfinite(ratios[key]), key
+    for width in (8, 16):
+        assert ratios[f"scaling/hfmaml_over_fomaml_time/w{width}"] > 0
+        assert ratios[f"scaling/maml_over_fomaml_time/w{width}"] > 0
+    for algorithm in ALGORITHMS:
+        assert math.isfinite(ratios[f"scaling/slope_time/{algorithm}"])
+        assert ratios[f"end_to_end/navigation2d/iteration_s/{algorithm}"] > 0
+    widths = data["scaling"]["widths"]
+    assert [w["width"] for w in widths] == [8, 16]
+    assert widths[0]["num_params"] < widths[1]["num_params"]
+    assert all(w["peak_measured_with_hwm_reset"] for w in widths)
+    for name in ("cpu_count", "torch", "mujoco", "torch_threads", "rollout_threads"):
+        assert name in data["machine"]
+    assert len(data["targets"]) >= 8 and all(isinstance(t["met"], bool) for t in data["targets"])
+    markdown = (out / "bench.md").read_text()
+    assert "| target | measured | threshold | met |" in markdown
+    assert "## c. Meta-gradient cost vs policy width" in markdown
+    for plot in data["plots"]:
+        assert (out / plot).stat().st_size > 1000
+    assert result["ratios"] == ratios
+
+
+def test_add_parser_registers_bench_with_handler():
+    parser = argparse.ArgumentParser(prog="metarl")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--quick", "--out", "x", "--repeats", "2"])
+    assert args.quick and str(args.out) == "x" and args.repeats == 2
+    assert callable(args.handler)
+    args = parser.parse_args(["bench"])
+    assert not args.quick and str(args.out) == "results/benchmarks" and args.repeats is None
