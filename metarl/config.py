@@ -103,10 +103,12 @@ class HFMAMLConfig:
     """Hessian-free MAML. ``delta``: absolute finite-difference step (None = scaled rule
     δ = delta_scale / max(‖v‖, 1e-12)); ``reuse_inner_batch``: estimate the Hessian-vector product
     on the inner batch instead of an independent batch D_h; ``hessian_episodes``: episodes of D_h
-    per task (None = ``episodes_per_task``)."""
+    per task (None = ``episodes_per_task``); ``delta_rule``: ``scaled`` (δ = delta_scale/‖v‖) or
+    ``theory`` (δ = 1/(6ρα‖v‖), Fallah et al. 2020, with ρ = ``theory.rho``)."""
 
     delta: float | None = None
     delta_scale: float = 1e-3
+    delta_rule: str = "scaled"
     reuse_inner_batch: bool = False
     hessian_episodes: int | None = None
 
@@ -114,11 +116,28 @@ class HFMAMLConfig:
 @dataclass(frozen=True, kw_only=True)
 class OuterConfig:
     """Outer (meta) optimizer for sgd/adam: step size β (> 0), Adam betas, optional max global
-    gradient norm (> 0 when set). Ignored by TRPO."""
+    gradient norm (> 0 when set), ``step_rule``: ``fixed`` β or ``theory`` (β_k = c / L̃(w_k),
+    see TheoryConfig; SGD only). Ignored by TRPO."""
 
     lr: float = 1e-3
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     grad_clip: float | None = None
+    step_rule: str = "fixed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TheoryConfig:
+    """Constants of the theory step sizes of Fallah et al. (2020): gradient-Lipschitz constant
+    ``L``, Hessian-Lipschitz constant ``rho`` and the factor ``c`` of β_k = c / L̃(w_k) with
+    L̃(w_k) = 4L + 2ρα·mean_j ‖∇f_j(w_k)‖ estimated on ``tasks`` independent tasks (None =
+    ``tasks_per_batch``). Used by ``outer.step_rule: theory`` (SGD only) and
+    ``hfmaml.delta_rule: theory``. For RL policies L and ρ are unknown: the defaults (1.0) are
+    placeholders to be set per problem."""
+
+    L: float = 1.0
+    rho: float = 1.0
+    c: float = 1.0
+    tasks: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +208,7 @@ class TrainConfig:
     hfmaml: HFMAMLConfig = field(default_factory=HFMAMLConfig)
     outer: OuterConfig = field(default_factory=OuterConfig)
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    theory: TheoryConfig = field(default_factory=TheoryConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -270,6 +290,12 @@ _RULES: dict[str, Rule] = {
         None if len(v) == 2 and all(0 <= b < 1 for b in v) else "must be two numbers in [0, 1)"
     ),
     "outer.grad_clip": _gt(0),
+    "outer.step_rule": _one_of("fixed", "theory"),
+    "hfmaml.delta_rule": _one_of("scaled", "theory"),
+    "theory.L": _gt(0),
+    "theory.rho": _gt(0),
+    "theory.c": _gt(0),
+    "theory.tasks": _ge(1),
     "trpo.max_kl": _gt(0),
     "trpo.cg_iters": _ge(1),
     "trpo.cg_damping": _ge(0),
@@ -294,6 +320,10 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
         value = flat[key]
         if value is not None and (problem := rule(value)):
             raise _bad(key, value, problem)
+    if cfg.outer.step_rule == "theory" and cfg.meta_optimizer != "sgd":
+        raise _bad(
+            "outer.step_rule", "theory", f"needs meta_optimizer sgd (got {cfg.meta_optimizer})"
+        )
     if cfg.eval.seed == cfg.seed:
         raise _bad("eval.seed", cfg.eval.seed, f"must differ from 'seed' ({cfg.seed})")
     return cfg

@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.adaptation import AdvantageSettings
+from metarl.adaptation import (
+    AdvantageSettings,
+    global_norms,
+    per_task_gradients,
+    surrogate_loss,
+)
 from metarl.config import TrainConfig
 from metarl.meta_gradients import (
     MetaProblem,
@@ -26,7 +31,7 @@ from metarl.meta_gradients import (
     run_inner_loop,
 )
 from metarl.meta_optimizers import make_meta_optimizer
-from metarl.policies import GaussianMLPPolicy, Params, flatten_params
+from metarl.policies import GaussianMLPPolicy, Params, expand_params, flatten_params
 from metarl.sampler import Sampler
 
 _SEED_HIGH = 2**31 - 1
@@ -74,6 +79,9 @@ class MetaLearner:
             ls_backtrack=cfg.trpo.ls_backtrack,
             ls_max_steps=cfg.trpo.ls_max_steps,
         )
+        self.delta_scale = cfg.hfmaml.delta_scale
+        if cfg.hfmaml.delta_rule == "theory" and cfg.inner.lr > 0:
+            self.delta_scale = 1.0 / (6.0 * cfg.theory.rho * cfg.inner.lr)  # δ = 1/(6ρα‖v‖)
         reference = cfg.algorithm in REFERENCE_ALGORITHMS
         self.inner_steps = 0 if reference else cfg.inner.steps
         self.gradient_algorithm = "fomaml" if reference else cfg.algorithm
@@ -128,11 +136,12 @@ class MetaLearner:
             self.params,
             hessian,
             cfg.hfmaml.delta,
-            cfg.hfmaml.delta_scale,
+            self.delta_scale,
         )
         gradient_at = time.perf_counter()
         mean_grad = grad.mean()
         per_task_flat = flatten_params(grad.per_task)
+        theory_metrics = self._apply_theory_step_size() if cfg.outer.step_rule == "theory" else {}
         update_metrics = self.optimizer.step(self.params, mean_grad, problem)
         end = time.perf_counter()
         self.iteration += 1
@@ -161,7 +170,33 @@ class MetaLearner:
             metrics[f"returns/step_{j}"] = batch.mean_return()
         metrics.update(grad.metrics)
         metrics.update(update_metrics)
+        metrics.update(theory_metrics)
         return metrics
+
+    def _apply_theory_step_size(self) -> dict[str, float]:
+        """Set SGD's β_k = c / L̃(θ_k), L̃ = 4L + 2ρα·mean_j ‖∇f_j(θ_k)‖ (Fallah et al. 2020).
+
+        The policy-gradient norms are estimated on an independent batch of tasks and episodes
+        sampled at θ_k (the smoothness of F at θ_k grows with them, so far from stationarity the
+        step shrinks).
+        """
+        cfg, theory = self.cfg, self.cfg.theory
+        tasks = self.sampler.sample_tasks(theory.tasks or cfg.tasks_per_batch, self.rng)
+        theta = {k: v.detach() for k, v in self.params.items()}
+        batch = self.sampler.sample(self.policy, theta, tasks, int(self.rng.integers(_SEED_HIGH)))
+        per_task = {
+            k: v.clone().requires_grad_(True) for k, v in expand_params(theta, len(tasks)).items()
+        }
+        loss = surrogate_loss(self.policy, per_task, batch, self.advantage(batch))
+        norms = global_norms(per_task_gradients(loss, per_task))
+        l_tilde = 4.0 * theory.L + 2.0 * theory.rho * cfg.inner.lr * float(norms.mean())
+        beta = theory.c / l_tilde
+        self.optimizer.set_lr(beta)
+        return {
+            "meta/L_tilde": l_tilde,
+            "meta/theory_beta": beta,
+            "time/sampling_theory": batch.seconds,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-for-bit: θ, optimizer state, RNG, iteration."""

@@ -69,6 +69,12 @@ class TorchMetaOptimizer:
         self.optimizer.zero_grad(set_to_none=True)
         return {"meta/step_size": self.lr * scale}
 
+    def set_lr(self, lr: float) -> None:
+        """Change β for the next steps (the theory step-size rule sets it every iteration)."""
+        self.lr = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def state_dict(self) -> dict[str, Any]:
         return self.optimizer.state_dict()
 

@@ -49,6 +49,7 @@ from metarl.checkpoint import (
 from metarl.config import (
     ConfigError,
     TrainConfig,
+    config_from_dict,
     config_to_dict,
     diff_configs,
     load_config,
@@ -286,7 +287,7 @@ def _prepare_run_dir(
     found = load_latest(run_dir / CHECKPOINT_DIR, log=sys.stderr)
     saved: dict[str, Any] | None = None
     if found is not None:
-        saved = found[1]["config"]
+        saved = config_to_dict(config_from_dict(found[1]["config"]))  # fill newer defaults
     elif (run_dir / CONFIG_FILE).is_file():
         saved = config_to_dict(load_config(run_dir / CONFIG_FILE))
     if saved is None:
