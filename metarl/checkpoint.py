@@ -18,17 +18,17 @@ to ``previous.pt`` and then to the newest numbered checkpoint, saying which one 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+
+from metarl.atomic import atomic_write, fsync_dir
 
 __all__ = [
     "FORMAT_VERSION",
@@ -56,61 +56,16 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_temp(obj: Any, path: Path) -> Path:
-    """``torch.save`` ``obj`` to a new temp file beside ``path``, flushed and fsync'd."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file beside ``path``, fsync, ``os.replace``, fsync the dir."""
-    path = Path(path)
-    tmp = _write_temp(obj, path)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    """``torch.save`` ``obj`` to ``path`` atomically (see :mod:`metarl.atomic`)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` an independent copy of ``src`` atomically (a real copy, not a hard link:
     damage to one file must not reach its fallback)."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as f:
-            shutil.copyfileobj(f, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with src.open("rb") as f:
+        atomic_write(dst, lambda out: shutil.copyfileobj(f, out))
 
 
 def make_checkpoint(
@@ -241,19 +196,14 @@ class CheckpointManager:
         iterations, ``iter_{N:06d}.pt``; prune old numbered checkpoints. Returns latest.pt."""
         self.directory.mkdir(parents=True, exist_ok=True)
         iteration = int(checkpoint["iteration"])
-        tmp = _write_temp(checkpoint, self.latest)
-        try:
-            if self.latest.is_file():  # latest.pt stays in place until the new one replaces it
-                _atomic_copy(self.latest, self.directory / PREVIOUS)
-            os.replace(tmp, self.latest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        if self.latest.is_file():  # latest.pt stays in place until the new one replaces it
+            _atomic_copy(self.latest, self.directory / PREVIOUS)
+        atomic_save(checkpoint, self.latest)
         if self.every > 0 and iteration % self.every == 0:
             _atomic_copy(self.latest, self.directory / f"iter_{iteration:06d}.pt")
             for old in _numbered(self.directory)[self.keep_last :]:
                 old.unlink(missing_ok=True)
-        _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         return self.latest
 
     def save_diverged(self, checkpoint: Mapping[str, Any], iteration: int) -> Path:

@@ -15,9 +15,7 @@ serialization walk the dataclass fields generically; per-key value constraints l
 from __future__ import annotations
 
 import copy
-import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 import yaml
+
+from metarl.atomic import atomic_write_text
 
 __all__ = [
     "CheckpointConfig",
@@ -519,16 +519,7 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write ``cfg`` as YAML atomically (temp file in the same directory, fsync, os.replace)."""
     path = Path(path)
     text = yaml.dump(config_to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def diff_configs(

@@ -25,11 +25,12 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO
+
+from metarl.atomic import atomic_write_text
 
 __all__ = [
     "JsonlSink",
@@ -92,16 +93,7 @@ def truncate_metrics(path: str | Path, max_iteration: int) -> list[dict[str, Any
     if not path.exists():
         return []
     rows = [r for r in read_metrics(path) if int(r["iteration"]) <= max_iteration]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(_json_line(r) for r in rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(_json_line(r) for r in rows))
     return rows
 
 
