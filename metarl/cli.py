@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metarl import __version__, bench, compare, evaluate
+from metarl import __version__, bench, compare, evaluate, sweep
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(subparsers)
     compare.add_parser(subparsers)
     bench.add_parser(subparsers)
+    sweep.add_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,265 @@
+"""The study scripts: per-environment studies and the stability study, at a tiny size; their sweeps
+match the sweep files and (for Navigation2D) the runs started by hand with `metarl train`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from metarl.config import config_to_dict, load_config, save_config
+from metarl.sweep import load_sweep, sweep_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+CONFIG = EXPERIMENTS / "configs/navigation2d.yaml"
+ENV_SCRIPTS = ("navigation2d", "half_cheetah_vel", "half_cheetah_dir", "ant_vel", "ant_dir")
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_experiment_{name}", EXPERIMENTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _study_helpers() -> ModuleType:
+    """experiments/_study.py, as the scripts import it."""
+    _script("navigation2d")
+    return sys.modules["_study"]
+
+
+def _run_script(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(EXPERIMENTS / f"{name}.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-environment studies
+# --------------------------------------------------------------------------------------------------
+
+
+def test_navigation2d_quick_tiny_end_to_end(tmp_path):
+    proc = _run_script("navigation2d", "--quick", "--tiny", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = tmp_path / "runs"
+    names = ["maml-adam-seed0", "fomaml-adam-seed0", "hfmaml-adam-seed0"]
+    for name in names:
+        assert len((runs / name / "metrics.jsonl").read_text().splitlines()) == 3
+        adaptation = json.loads((runs / name / "eval/adaptation.json").read_text())
+        assert adaptation["settings"]["tasks"] == 2 and len(adaptation["steps"]) == 2
+    sweep = json.loads((runs / "sweep_summary.json").read_text())
+    assert sweep["counts"]["completed"] == 3
+    summary = json.loads((tmp_path / "adam/summary.json").read_text())
+    assert set(summary["groups"]) == {"MAML (adam)", "FO-MAML (adam)", "HF-MAML (adam)"}
+    assert summary["adaptation"] is not None
+    assert (tmp_path / "adam/report.md").is_file()
+    assert (tmp_path / "adam/learning_curve_iterations.png").is_file()
+    assert not (tmp_path / "all").exists()  # one meta-optimizer: no combined comparison
+    assert "adam: " in proc.stdout and "report.md" in proc.stdout
+
+
+def test_navigation2d_defaults_resume_the_runs_started_by_hand(tmp_path):
+    """`metarl train experiments/configs/navigation2d.yaml --run-dir DIR --seed N --set
+    algorithm=ALG meta_optimizer=OPT iterations=300 sampler.env_threads=1 [outer.lr=0.003]`
+    gives exactly the config of the script's run DIR = <algorithm>-<optimizer>-seed<N>."""
+    study = _script("navigation2d").STUDY
+    data = _study_helpers().build_sweep_dict(study, study.full, tmp_path)
+    sweep = sweep_from_dict(data)
+    assert len(sweep.runs) == 18
+    for spec in sweep.runs:
+        alg, opt, seed = spec.name.split("-")
+        by_hand = [
+            f"algorithm={alg}",
+            f"meta_optimizer={opt}",
+            "iterations=300",
+            "sampler.env_threads=1",
+            *(["outer.lr=0.003"] if opt == "adam" else []),
+            f"seed={seed.removeprefix('seed')}",
+        ]
+        assert config_to_dict(spec.cfg) == config_to_dict(load_config(CONFIG, by_hand)), spec.name
+        assert spec.run_dir == tmp_path / "runs" / spec.name
+    assert sweep.evaluate == {"tasks": 40, "steps": 3, "episodes": 20}
+
+
+@pytest.mark.parametrize("name", ENV_SCRIPTS)
+def test_env_script_dry_runs(name, tmp_path, capsys):
+    module = _script(name)
+    assert module.main(module.STUDY, module.__doc__, ["--dry-run", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    expected = 18 if name == "navigation2d" else 9
+    assert f"dry run: {expected} runs" in printed
+    assert "hfmaml-trpo-seed2: new" in printed
+    assert "Budget" in module.__doc__ and "wall-clock" in module.__doc__.lower()
+    args = ["--dry-run", "--quick", "--seeds", "1", "--meta-optimizer", "sgd", "adam"]
+    assert module.main(module.STUDY, module.__doc__, [*args, "--out", str(tmp_path / "q")]) == 0
+    assert "dry run: 6 runs" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sweep_files_hold_the_scripts_runs(tmp_path):
+    def runs(sweep):
+        return {s.name: config_to_dict(s.cfg) for s in sweep.runs}
+
+    study = _script("navigation2d").STUDY
+    data = _study_helpers().build_sweep_dict(study, study.full, tmp_path)
+    from_script = sweep_from_dict(data)
+    from_file = load_sweep(EXPERIMENTS / "sweeps/navigation2d.yaml")
+    assert runs(from_file) == runs(from_script)
+    assert from_file.evaluate == from_script.evaluate
+
+    stability = _script("stability")
+    from_script = sweep_from_dict(stability.build_sweep_dict(stability.FULL, tmp_path))
+    assert runs(load_sweep(EXPERIMENTS / "sweeps/stability.yaml")) == runs(from_script)
+    assert len(load_sweep(EXPERIMENTS / "sweeps/example.yaml").runs) == 4
+
+
+# --------------------------------------------------------------------------------------------------
+# Stability study
+# --------------------------------------------------------------------------------------------------
+
+
+def test_stability_sweep_is_one_factor_at_a_time(tmp_path):
+    stability = _script("stability")
+    sweep = sweep_from_dict(stability.build_sweep_dict(stability.FULL, tmp_path))
+    assert len(sweep.runs) == 135  # (1 + 4 + 4 + 3 + 3) points × 3 algorithms × 3 seeds
+    default = {"inner.lr": 0.1, "outer.lr": 0.003, "tasks_per_batch": 20, "episodes_per_task": 20}
+    for spec in sweep.runs:
+        cfg = spec.cfg
+        point = {
+            "inner.lr": cfg.inner.lr,
+            "outer.lr": cfg.outer.lr,
+            "tasks_per_batch": cfg.tasks_per_batch,
+            "episodes_per_task": cfg.episodes_per_task,
+        }
+        assert sum(point[k] != v for k, v in default.items()) <= 1, spec.name
+        assert cfg.meta_optimizer == "adam" and cfg.iterations == 100
+    assert sweep.runs[0].name == "maml-a0.1-b0.003-T20-E20-seed0"
+
+
+def _synthetic_run(root: Path, overrides: list[str], finals: list[float], diverged=False) -> Path:
+    cfg = load_config(CONFIG, overrides)
+    run_dir = root / "-".join(o.replace("=", "") for o in overrides)
+    run_dir.mkdir(parents=True)
+    save_config(cfg, run_dir / "config.yaml")
+    rows = [
+        {
+            "iteration": i + 1,
+            "env_steps": 100 * (i + 1),
+            "wall_time": float(i),
+            "returns/pre_adaptation": value - 1.0,
+            "returns/post_adaptation": value,
+        }
+        for i, value in enumerate(finals)
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if diverged:
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / "checkpoints" / f"diverged_iter_{len(rows) + 1}.pt").write_bytes(b"")
+    return run_dir
+
+
+def test_stability_aggregation_and_report_on_synthetic_runs(tmp_path):
+    stability = _script("stability")
+    factors = stability.TINY.factors  # α ∈ {0.1, 0.5}, β ∈ {0.003, 0.03}, T, E ∈ {2, 3}
+    base = ["tasks_per_batch=2", "episodes_per_task=2", "outer.lr=0.003", "iterations=10"]
+    runs = []
+    for seed, offset in ((0, 0.0), (1, 2.0)):
+        for alg in ("maml", "fomaml"):
+            tail = [-10.0] * 9 + [-5.0 + offset]  # last 10% of 10 rows = the last row
+            runs.append(_synthetic_run(tmp_path, [*base, f"algorithm={alg}", f"seed={seed}"], tail))
+            runs.append(
+                _synthetic_run(
+                    tmp_path, [*base, f"algorithm={alg}", f"seed={seed}", "inner.lr=0.5"], tail
+                )
+            )
+    # MAML at β = 0.03: seed 0 diverges after 4 iterations, seed 1 finishes
+    runs.append(
+        _synthetic_run(
+            tmp_path,
+            [*base, "algorithm=maml", "seed=0", "outer.lr=0.03"],
+            [-10.0] * 4,
+            diverged=True,
+        )
+    )
+    runs.append(
+        _synthetic_run(tmp_path, [*base, "algorithm=maml", "seed=1", "outer.lr=0.03"], [-7.0] * 10)
+    )
+    # an unfinished run (no divergence, 3/10 rows) is left out with a warning
+    runs.append(
+        _synthetic_run(tmp_path, [*base, "algorithm=fomaml", "seed=0", "outer.lr=0.03"], [-1.0] * 3)
+    )
+
+    summary = stability.aggregate(runs, factors, ["maml", "fomaml"])
+    alpha = summary["factors"]["inner.lr"]["results"]
+    for alg in ("maml", "fomaml"):
+        for cell in alpha[alg]:  # α = 0.1 (the default point) and 0.5
+            assert cell["n_runs"] == 2 and cell["n_diverged"] == 0
+            assert cell["final_mean"] == pytest.approx(-4.0)
+            assert cell["final_std"] == pytest.approx(2**0.5)  # sample std of {-5, -3}
+    beta_maml = summary["factors"]["outer.lr"]["results"]["maml"]
+    assert beta_maml[1]["value"] == 0.03
+    assert beta_maml[1]["n_runs"] == 2 and beta_maml[1]["n_diverged"] == 1
+    assert beta_maml[1]["divergence_rate"] == 0.5
+    assert beta_maml[1]["final_mean"] == pytest.approx(-7.0)
+    beta_fomaml = summary["factors"]["outer.lr"]["results"]["fomaml"]
+    assert beta_fomaml[1]["n_runs"] == 0  # the unfinished run is not counted
+    assert len(summary["warnings"]) == 1 and "unfinished" in summary["warnings"][0]
+    tasks = summary["factors"]["tasks_per_batch"]["results"]["maml"]
+    assert tasks[0]["n_runs"] == 2 and tasks[1]["n_runs"] == 0  # T = 3 was not run
+
+    files = stability.write_results(summary, tmp_path / "out", "settings line")
+    for slug in ("inner_lr", "outer_lr", "tasks_per_batch", "episodes_per_task"):
+        assert (tmp_path / "out" / f"{slug}.png").stat().st_size > 1000
+    report = (tmp_path / "out/report.md").read_text()
+    assert "| 0.03 | -7.00 (n=1); div 1/2 |" in report
+    assert "-4.00 ± 1.41 (n=2); div 0/2" in report
+    assert "![inner.lr](inner_lr.png)" in report
+    saved = json.loads(Path(files["summary"]).read_text())
+    assert saved["factors"]["outer.lr"]["results"]["maml"][1]["divergence_rate"] == 0.5
+
+
+@pytest.mark.slow
+def test_stability_quick_tiny_end_to_end(tmp_path):
+    proc = _run_script("stability", "--quick", "--tiny", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["runs"]) == 15  # 5 points × 3 algorithms × 1 seed
+    for factor in summary["factors"].values():
+        for cells in factor["results"].values():
+            assert [c["n_runs"] for c in cells] == [1, 1]
+    for slug in ("inner_lr", "outer_lr", "tasks_per_batch", "episodes_per_task"):
+        assert (tmp_path / f"{slug}.png").is_file()
+    assert "## inner learning rate α" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_half_cheetah_vel_quick_tiny_end_to_end(tmp_path):
+    proc = _run_script(
+        "half_cheetah_vel", "--quick", "--tiny", "--algorithms", "fomaml", "hfmaml",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "adam/summary.json").read_text())
+    assert set(summary["groups"]) == {"FO-MAML (adam)", "HF-MAML (adam)"}
+    assert summary["env_id"] == "metarl/HalfCheetahVel-v0"
