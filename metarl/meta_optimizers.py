@@ -65,7 +65,10 @@ class TorchMetaOptimizer:
             scale = self.grad_clip / float(norm)
         for name, p in params.items():
             p.grad = (grad[name] * scale).to(p.dtype)
-        self.optimizer.step()
+        try:
+            self.optimizer.step()
+        except RuntimeError as exc:  # e.g. a β beyond the parameters' float range
+            raise FloatingPointError(f"meta-update with step size {self.lr} failed: {exc}") from exc
         self.optimizer.zero_grad(set_to_none=True)
         return {"meta/step_size": self.lr * scale}
 

@@ -203,3 +203,9 @@ def test_oracle_policy_sees_the_task():
     learner = MetaLearner(tiny_config(algorithm="oracle", meta_optimizer="adam"))
     assert learner.policy.obs_dim == 2 + 2  # position + goal
     assert math.isfinite(learner.step()["returns/post_adaptation"])
+
+
+def test_meta_update_overflow_is_a_floating_point_error():
+    params, grad = params_and_grad()
+    with pytest.raises(FloatingPointError, match="step size 1e"):
+        TorchMetaOptimizer("sgd", params, lr=1e300).step(params, grad, problem=None)
