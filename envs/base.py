@@ -199,7 +199,7 @@ class BatchedTaskEnv(ABC):
         actions = check_action(actions, self.act_dim, self.num_envs)
         obs, reward, terminated, info = self._step(actions)
         self.elapsed += 1
-        truncated = (self.elapsed >= self.horizon) & ~terminated
+        truncated = self.elapsed >= self.horizon  # as Gymnasium's TimeLimit, even if terminated
         done = terminated | truncated
         info["final_obs"] = obs
         if done.any():

@@ -68,7 +68,8 @@ def surrogate_loss(
     weights = log_probs if old_log_probs is None else torch.exp(log_probs - old_log_probs)
     masks = batch.masks.to(log_probs.dtype)
     n = masks.sum(dim=(1, 2)).clamp_min(1.0)
-    return -(weights * advantages.to(log_probs.dtype) * masks).sum(dim=(1, 2)) / n
+    terms = torch.where(masks > 0, weights * advantages.to(log_probs.dtype), 0.0)
+    return -terms.sum(dim=(1, 2)) / n
 
 
 def per_task_gradients(loss_per_task: Tensor, params: Params, create_graph: bool = False) -> Params:
@@ -95,12 +96,15 @@ def check_finite(grads: Params, tasks: Sequence[dict[str, Any]], what: str) -> T
     return norms
 
 
-def clip_per_task(grads: Params, norms: Tensor, max_norm: float | None) -> Params:
-    """Scale each task's gradient to global norm ≤ ``max_norm`` (no-op when None)."""
+def clip_scale(norms: Tensor, max_norm: float | None) -> Tensor:
+    """Per-task factor s_i = min(1, max_norm / ‖g_i‖) that clips each task's gradient norm.
+
+    The factor is computed from detached norms, so it acts as a constant step-size factor: MAML
+    differentiates θ' = θ - α s_i g_i(θ) with s_i fixed, and HF-MAML's chain uses α s_i too.
+    """
     if max_norm is None:
-        return grads
-    scale = (max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)
-    return {k: g * scale.reshape(-1, *([1] * (g.dim() - 1))) for k, g in grads.items()}
+        return torch.ones_like(norms)
+    return (max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)
 
 
 def adapt(
@@ -118,7 +122,8 @@ def adapt(
 
     ``params`` are shared (expanded to K tasks) or per task. ``create_graph=True`` keeps the
     graph through the step (MAML); otherwise the adapted parameters are detached leaves.
-    Returns the per-task adapted parameters and the per-task inner-gradient norms.
+    Returns the per-task adapted parameters and the per-task inner-gradient norms (before
+    clipping; :func:`clip_scale` gives the factor applied).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator {estimator!r}: must be one of {ESTIMATORS}")
@@ -126,14 +131,18 @@ def adapt(
     per_task = params if is_per_task(params) else expand_params(params, k)
     if not create_graph:
         per_task = {name: p.detach().requires_grad_(True) for name, p in per_task.items()}
-    old = batch.log_probs if estimator == "dice" else None
-    if old is not None:  # ⊥π_θ evaluated at the current parameters, not the sampler's
+    old = None  # dice: ⊥π_θ at the current parameters (the ratio is 1, its Hessian is not)
+    if estimator == "dice":
         old = policy.log_prob(per_task, batch.obs, batch.actions).detach()
     loss = surrogate_loss(policy, per_task, batch, advantages, old)
     grads = per_task_gradients(loss, per_task, create_graph=create_graph)
     norms = check_finite(grads, batch.tasks, f"inner gradient at inner step {step}")
-    grads = clip_per_task(grads, norms, grad_clip)
-    adapted = {name: per_task[name] - alpha * grads[name] for name in per_task}
+    scale = clip_scale(norms, grad_clip)
+    adapted = {name: per_task[name] - alpha * _per_task(scale, g) * g for name, g in grads.items()}
     if not create_graph:
         adapted = {name: p.detach() for name, p in adapted.items()}
     return adapted, norms
+
+
+def _per_task(values: Tensor, like: Tensor) -> Tensor:
+    return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))

@@ -18,6 +18,9 @@ F(θ) = E_i f_i(θ'_i(θ); D_o). The per-task meta-gradients g_i are:
   gradient *there* from episodes sampled at θ^j_i). The chain for k steps is applied right to
   left: u ← ∇f_i(θ'_i; D_o), then u ← u - α d^j_i(u) for j = k-1, …, 0; g_i = u. Only first-order
   autograd is used; δ = ``delta`` or ``delta_scale / ‖u‖`` (the paper scales δ by 1/‖u‖).
+
+With ``inner.grad_clip`` the per-task clipping factor s_i = min(1, c/‖∇f_i‖) is treated as a
+constant step-size factor (α s_i) by MAML's backpropagation and by HF-MAML's chain alike.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from metarl.adaptation import (
     AdvantageSettings,
     adapt,
     check_finite,
+    clip_scale,
     global_norms,
     per_task_gradients,
     surrogate_loss,
@@ -290,7 +294,8 @@ def meta_gradient(
                 d, delta_j = fd_hessian_vector_product(
                     inner.policy, inner.points[j], batch_h, adv_h, grads, delta, delta_scale
                 )
-                grads = {n: grads[n] - inner.alpha * d[n] for n in grads}
+                step = inner.alpha * clip_scale(inner.inner_norms[j], inner.grad_clip)
+                grads = {n: grads[n] - _per_task(step, d[n]) * d[n] for n in grads}
                 d_norms.append(global_norms(d).mean().item())
                 deltas.append(delta_j.mean().item())
             metrics["hfmaml/delta"] = sum(deltas) / len(deltas)

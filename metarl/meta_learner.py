@@ -32,7 +32,7 @@ from metarl.meta_gradients import (
 )
 from metarl.meta_optimizers import make_meta_optimizer
 from metarl.policies import GaussianMLPPolicy, Params, expand_params, flatten_params
-from metarl.sampler import Sampler
+from metarl.sampler import EpisodeBatch, Sampler
 
 _SEED_HIGH = 2**31 - 1
 REFERENCE_ALGORITHMS = ("pretrained", "oracle")
@@ -89,7 +89,11 @@ class MetaLearner:
         self.iteration = 0
 
     def step(self) -> dict[str, float]:
-        """One meta-iteration; returns its metrics (design.md, "What a run measures")."""
+        """One meta-iteration; returns its metrics (design.md, "What a run measures").
+
+        ``meta/step_size`` is ‖θ_new - θ_old‖ and ``meta/kl`` the mean KL between the old and
+        new post-adaptation policies on D_o, for every meta-optimizer (``meta/lr`` is SGD's or
+        Adam's β)."""
         cfg = self.cfg
         start = time.perf_counter()
         k, steps = cfg.tasks_per_batch, self.inner_steps
@@ -123,6 +127,10 @@ class MetaLearner:
             )
             if not cfg.hfmaml.reuse_inner_batch:
                 batches += [b for b, _ in hessian]
+        theory_metrics: dict[str, float] = {}
+        if cfg.outer.step_rule == "theory":
+            theory_metrics, theory_batch = self._apply_theory_step_size()
+            batches.append(theory_batch)
         sampling_seconds = sum(b.seconds for b in batches)
         adapted_at = time.perf_counter()
 
@@ -141,8 +149,14 @@ class MetaLearner:
         gradient_at = time.perf_counter()
         mean_grad = grad.mean()
         per_task_flat = flatten_params(grad.per_task)
-        theory_metrics = self._apply_theory_step_size() if cfg.outer.step_rule == "theory" else {}
         update_metrics = self.optimizer.step(self.params, mean_grad, problem)
+        theta_new = {n: p.detach() for n, p in self.params.items()}
+        update_metrics["meta/step_size"] = float(
+            (flatten_params(theta_new) - flatten_params(theta_old)).norm()
+        )
+        if "meta/kl" not in update_metrics:  # TRPO measures it in its line search
+            with torch.enable_grad():
+                update_metrics["meta/kl"] = float(problem.kl(theta_new).detach())
         end = time.perf_counter()
         self.iteration += 1
 
@@ -154,7 +168,6 @@ class MetaLearner:
             "meta/grad_variance": float(
                 (per_task_flat - per_task_flat.mean(0)).square().sum(1).mean()
             ),
-            "meta/loss": float(problem.task_losses(inner.adapted).mean()),
             "policy/entropy": float(self.policy.entropy(self.params).detach()),
             "time/sampling": sampling_seconds,
             "time/adaptation": adapted_at - start - sampling_seconds,
@@ -173,7 +186,7 @@ class MetaLearner:
         metrics.update(theory_metrics)
         return metrics
 
-    def _apply_theory_step_size(self) -> dict[str, float]:
+    def _apply_theory_step_size(self) -> tuple[dict[str, float], EpisodeBatch]:
         """Set SGD's β_k = c / L̃(θ_k), L̃ = 4L + 2ρα·mean_j ‖∇f_j(θ_k)‖ (Fallah et al. 2020).
 
         The policy-gradient norms are estimated on an independent batch of tasks and episodes
@@ -192,11 +205,7 @@ class MetaLearner:
         l_tilde = 4.0 * theory.L + 2.0 * theory.rho * cfg.inner.lr * float(norms.mean())
         beta = theory.c / l_tilde
         self.optimizer.set_lr(beta)
-        return {
-            "meta/L_tilde": l_tilde,
-            "meta/theory_beta": beta,
-            "time/sampling_theory": batch.seconds,
-        }
+        return {"meta/L_tilde": l_tilde, "meta/theory_beta": beta}, batch
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-for-bit: θ, optimizer state, RNG, iteration."""

@@ -70,7 +70,7 @@ class TorchMetaOptimizer:
         except RuntimeError as exc:  # e.g. a β beyond the parameters' float range
             raise FloatingPointError(f"meta-update with step size {self.lr} failed: {exc}") from exc
         self.optimizer.zero_grad(set_to_none=True)
-        return {"meta/step_size": self.lr * scale}
+        return {"meta/lr": self.lr * scale}
 
     def set_lr(self, lr: float) -> None:
         """Change β for the next steps (the theory step-size rule sets it every iteration)."""
@@ -132,7 +132,7 @@ class TRPOMetaOptimizer:
 
         direction = conjugate_gradient(fvp, g, self.cg_iters)
         shs = float(direction @ fvp(direction))
-        metrics = {"meta/kl": 0.0, "meta/step_size": 0.0, "trpo/accepted": 0.0}
+        metrics = {"meta/kl": 0.0, "trpo/accepted": 0.0}
         if not math.isfinite(shs) or shs <= 0.0:
             metrics["trpo/ls_steps"] = 0.0
             return metrics
@@ -142,8 +142,11 @@ class TRPOMetaOptimizer:
         for i in range(self.ls_max_steps):
             frac = self.ls_backtrack**i
             candidate = unflatten_like(flatten_params(theta_old) - frac * full_step, theta_old)
-            loss_new = float(_evaluate(problem.loss, candidate))
-            kl_new = float(_evaluate(problem.kl, candidate))
+            try:
+                loss_new = float(_evaluate(problem.loss, candidate))
+                kl_new = float(_evaluate(problem.kl, candidate))
+            except FloatingPointError:  # e.g. MAML's re-adaptation blows up there: reject
+                continue
             if math.isfinite(loss_new) and kl_new <= self.max_kl and loss_new < loss_old:
                 with torch.no_grad():
                     for k, p in params.items():
@@ -151,7 +154,6 @@ class TRPOMetaOptimizer:
                 metrics.update(
                     {
                         "meta/kl": kl_new,
-                        "meta/step_size": frac * float(full_step.norm()),
                         "trpo/accepted": 1.0,
                         "trpo/ls_steps": float(i + 1),
                         "trpo/improvement": loss_old - loss_new,

@@ -97,6 +97,10 @@ class GaussianMLPPolicy:
 
     def mean(self, params: Params, obs: Tensor) -> Tensor:
         """μ_θ(s) for ``obs`` of shape ``(..., obs_dim)`` (``(K, ..., obs_dim)`` if per task)."""
+        if obs.shape[-1] != self.obs_dim:
+            raise ValueError(
+                f"observations have {obs.shape[-1]} features, the policy expects {self.obs_dim}"
+            )
         x = obs.to(params["w0"].dtype)
         per_task = is_per_task(params)
         lead = x.shape[:-1]

@@ -162,6 +162,7 @@ class Evaluator:
                 horizon=cfg.env.horizon,
                 env_kwargs=cfg.env.kwargs,
                 env_threads=cfg.sampler.env_threads,
+                oracle=cfg.algorithm == "oracle",
             )
         return self._sampler
 

@@ -392,3 +392,17 @@ def test_batched_close_is_idempotent() -> None:
     batched.close()
     with pytest.raises(RuntimeError, match="close"):
         batched.step(np.zeros((2, 8)))
+
+
+def test_batched_truncation_flag_matches_time_limit_on_a_terminal_last_step():
+    """Terminated on the horizon's last step: TimeLimit reports truncated too; so do we."""
+    task = {"goal": [0.05, 0.0]}
+    single = gym.make("metarl/Navigation2D-v0", max_episode_steps=1)
+    single.reset(seed=0, options={"task": task})
+    _, _, terminated, truncated, _ = single.step(np.array([0.05, 0.0]))
+    batched = envs.make_batched("metarl/Navigation2D-v0", 1, horizon=1)
+    batched.set_tasks([task])
+    batched.reset(seed=0)
+    _, _, b_terminated, b_truncated, _ = batched.step(np.array([[0.05, 0.0]]))
+    assert (terminated, truncated) == (True, True)
+    assert (bool(b_terminated[0]), bool(b_truncated[0])) == (terminated, truncated)

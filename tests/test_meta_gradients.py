@@ -149,3 +149,20 @@ def test_hessian_batch_is_independent_of_inner_batch():
     ((reused, _),) = hessian_batches_for(inner, sampler, ADVANTAGE, [], reuse_inner_batch=True)
     assert reused is inner.batches[0]
     assert not torch.equal(fresh.actions, inner.batches[0].actions)
+
+
+def test_hfmaml_matches_maml_dice_with_inner_gradient_clipping():
+    """The clipping factor is a constant step-size factor for both estimators."""
+    policy, params, sampler, _, _ = make_setup()
+    tasks = sampler.sample_tasks(3, np.random.default_rng(0))
+    inner = run_inner_loop(
+        policy, sampler, params, tasks, 0.3, 1, ADVANTAGE, [11], "dice", grad_clip=0.05
+    )
+    assert torch.all(inner.inner_norms[0] > 0.05)  # the clip is active for every task
+    outer = sampler.sample(policy, inner.adapted, tasks, seed=21)
+    theta_old = {k: v.clone() for k, v in params.items()}
+    problem = MetaProblem("maml", inner, outer, ADVANTAGE(outer), theta_old)
+    hessian = hessian_batches_for(inner, sampler, ADVANTAGE, [], reuse_inner_batch=True)
+    hf = meta_gradient("hfmaml", problem, params, hessian, delta=1e-5).mean()
+    maml = meta_gradient("maml", problem, params).mean()
+    torch.testing.assert_close(flatten_params(hf), flatten_params(maml), rtol=1e-6, atol=1e-9)

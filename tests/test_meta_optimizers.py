@@ -185,7 +185,7 @@ def test_theory_step_size_is_c_over_estimated_smoothness():
     l_tilde = metrics["meta/L_tilde"]
     assert l_tilde > 4 * 2.0  # 4L + 2ρα·mean‖∇f_j‖ with a positive gradient norm
     assert math.isclose(metrics["meta/theory_beta"], 0.5 / l_tilde)
-    assert math.isclose(metrics["meta/step_size"], 0.5 / l_tilde)
+    assert math.isclose(metrics["meta/lr"], 0.5 / l_tilde)
     # δ = 1/(6ρα‖v‖): the perturbation δ‖v‖ has length 1/(6·3·0.1)
     assert metrics["hfmaml/delta"] > 0
     assert not torch.equal(flatten_params(before), flatten_params(learner.params).detach())
@@ -209,3 +209,23 @@ def test_meta_update_overflow_is_a_floating_point_error():
     params, grad = params_and_grad()
     with pytest.raises(FloatingPointError, match="step size 1e"):
         TorchMetaOptimizer("sgd", params, lr=1e300).step(params, grad, problem=None)
+
+
+def test_trpo_line_search_rejects_candidates_that_blow_up(monkeypatch):
+    _, params, _, _, problem = make_setup(algorithm="fomaml")
+    from metarl.meta_gradients import meta_gradient
+
+    grad = meta_gradient("fomaml", problem, params).mean()
+    original = problem.loss
+    calls = []
+
+    def loss(theta, create_graph=False):
+        calls.append(1)
+        if len(calls) == 2:  # the first candidate (call 1 is the loss at θ_old)
+            raise FloatingPointError("inner gradient is not finite")
+        return original(theta, create_graph)
+
+    monkeypatch.setattr(problem, "loss", loss)
+    theta = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    metrics = TRPOMetaOptimizer(max_kl=1e-3).step(theta, grad, problem)
+    assert metrics["trpo/accepted"] == 1.0 and metrics["trpo/ls_steps"] >= 2.0

@@ -31,3 +31,14 @@ def test_maml_pretrained_and_oracle_share_one_adaptation_plot(tmp_path):
     assert {g.split(" ")[0] for g in adaptation_groups} == {"MAML", "pretrained", "oracle"}
     assert (tmp_path / "report" / "adaptation_curves.png").is_file()
     assert "adaptation_curves.png" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_oracle_run_evaluates_held_out_tasks_during_training(tmp_path):
+    cfg = resolve_config(
+        "experiments/configs/navigation2d.yaml",
+        [*TINY, "algorithm=oracle", "eval.every=1", "eval.num_tasks=2", "eval.episodes_per_task=2"],
+    )
+    result = train(cfg, tmp_path / "oracle")
+    assert result.exit_code == 0
+    rows = (tmp_path / "oracle" / "metrics.jsonl").read_text().splitlines()
+    assert all('"eval/post_adaptation"' in row for row in rows)
