@@ -98,6 +98,81 @@ def study_section(name: str, title: str) -> list[str]:
     return lines
 
 
+def _group(summary: dict[str, Any], algorithm: str) -> dict[str, Any]:
+    return next(g for g in summary["groups"].values() if g["algorithm"] == algorithm)
+
+
+def _adapt(summary: dict[str, Any], algorithm: str, k: int) -> float:
+    label = next(lb for lb, g in summary["groups"].items() if g["algorithm"] == algorithm)
+    return summary["adaptation"]["groups"][label]["steps"][k]["mean"]
+
+
+def _final_entropy(group: dict[str, Any]) -> float:
+    values = []
+    for run in group["runs"]:
+        rows = (ROOT / run["run_dir"] / "metrics.jsonl").read_text().splitlines()
+        values.append(json.loads(rows[-1])["policy/entropy"])
+    return sum(values) / len(values)
+
+
+def _wall(group: dict[str, Any]) -> float:
+    return sum(r["wall_clock_s"] for r in group["runs"]) / len(group["runs"])
+
+
+def navigation_findings() -> list[str]:
+    trpo = _load(RESULTS / "navigation2d" / "trpo" / "summary.json")
+    adam = _load(RESULTS / "navigation2d" / "adam" / "summary.json")
+    if trpo is None or adam is None or not trpo.get("adaptation"):
+        return []
+    t = {a: _group(trpo, a) for a in ("maml", "fomaml", "hfmaml")}
+    d = {a: _group(adam, a) for a in ("maml", "fomaml", "hfmaml")}
+    maml_k = [_adapt(trpo, "maml", k) for k in range(4)]
+    random_k1 = trpo["adaptation"]["random_init"]["steps"][1]["mean"]
+    fin = {a: g["final_return"]["iqm"] for a, g in t.items()}
+    return [
+        "## Findings",
+        "",
+        f"- **Adaptation works and is fast.** On 40 held-out goals, one policy-gradient step "
+        f"takes meta-trained MAML (TRPO) from {_fmt(maml_k[0])} to {_fmt(maml_k[1])} and three "
+        f"steps to {_fmt(maml_k[3])}; the 95% CIs across seeds do not overlap, and the randomly "
+        f"initialized policy reaches only {_fmt(random_k1)} after one step. All three reach the "
+        f"report's target return ({_fmt(trpo['target_return']['value'])}) within "
+        f"{_fmt(max(g['to_target']['iteration'] for g in t.values()), 0)} iterations on average.",
+        f"- **Stability under TRPO differs.** MAML and FO-MAML peak early and then lose ground "
+        f"while their policies become nearly deterministic (final policy entropy "
+        f"{_fmt(_final_entropy(t['maml']), 2)} and {_fmt(_final_entropy(t['fomaml']), 2)} nats "
+        f"vs {_fmt(_final_entropy(t['hfmaml']), 2)} for HF-MAML): final post-adaptation return "
+        f"IQM {_fmt(fin['maml'])} (MAML) and {_fmt(fin['fomaml'])} (FO-MAML) against "
+        f"{_fmt(fin['hfmaml'])} for HF-MAML, whose largest drawdown is "
+        f"{_fmt(t['hfmaml']['max_drawdown'])} (MAML {_fmt(t['maml']['max_drawdown'])}) and whose "
+        f"seeds agree to {_fmt(t['hfmaml']['across_seed_std'], 2)}. Caveat: with the default "
+        "`maml.estimator: standard`, MAML's inner Hessian omits the score-function term that "
+        "HF-MAML's likelihood-ratio finite differences include, so this gap may come from that "
+        "term rather than from being Hessian-free; MAML with `estimator: dice` is the ablation "
+        "that separates the two (not run yet).",
+        f"- **One step or more.** HF-MAML has the best one-step held-out return "
+        f"({_fmt(_adapt(trpo, 'hfmaml', 1))}) but does not improve with further steps "
+        f"({_fmt(_adapt(trpo, 'hfmaml', 2))}, {_fmt(_adapt(trpo, 'hfmaml', 3))}); MAML keeps "
+        f"improving through step 3 ({_fmt(maml_k[3])}). Training used one inner step.",
+        f"- **With Adam (β = 0.003) the three are indistinguishable**: final IQM "
+        f"{_fmt(d['maml']['final_return']['iqm'])} {_ci(d['maml']['final_return'])} (MAML), "
+        f"{_fmt(d['fomaml']['final_return']['iqm'])} {_ci(d['fomaml']['final_return'])} "
+        f"(FO-MAML), {_fmt(d['hfmaml']['final_return']['iqm'])} "
+        f"{_ci(d['hfmaml']['final_return'])} (HF-MAML).",
+        f"- **Cost.** Per run (300 iterations, TRPO) MAML took {_fmt(_wall(t['maml']) / 60)} min, "
+        f"FO-MAML {_fmt(_wall(t['fomaml']) / 60)} and HF-MAML {_fmt(_wall(t['hfmaml']) / 60)} "
+        "(shared 2-core machine, two runs at a time); HF-MAML samples 1.5× the env steps of "
+        "FO-MAML (its independent Hessian batch D_h) but never differentiates twice.",
+        f"- **Against the MAML paper** (Finn et al. 2017, Fig. 5): the 0-step return matches "
+        f"({_fmt(maml_k[0])} here, −40.4 there), but after 1–3 steps the paper reports −11.7 / "
+        f"−3.3 / −3.2 and we reach {_fmt(maml_k[1])} / {_fmt(maml_k[2])} / {_fmt(maml_k[3])}. "
+        "The direction agrees, the magnitude does not: the paper's released script adapts with "
+        "α = 0.5 (its text says 0.1, which we use) and trains longer; an α = 0.5 run is the "
+        "next experiment to close the gap.",
+        "",
+    ]
+
+
 def analytic_section() -> list[str]:
     summary = _load(RESULTS / "analytic" / "summary.json")
     lines = ["## Analytic task family (closed-form ∇F)", ""]
@@ -106,6 +181,20 @@ def analytic_section() -> list[str]:
     lines += [
         "Final exact ‖∇F(w)‖ (mean over seeds) with the theory step sizes of Fallah et al. (2020); "
         "see [analytic/summary.json](analytic/summary.json).",
+        "",
+        "| α | MAML | FO-MAML | HF-MAML |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, entry in summary["convergence"].items():
+        cells = " | ".join(
+            f"{entry[a]['final_grad_norm_mean']:.2e}" for a in ("maml", "fomaml", "hfmaml")
+        )
+        lines.append(f"| {name} = {entry['alpha']:.4f} | {cells} |")
+    lines += [
+        "",
+        "MAML and HF-MAML reach a much smaller ‖∇F‖ than FO-MAML, whose floor grows with α, as "
+        "Fallah et al. (2020) predict; [step_size.png](analytic/step_size.png) shows fixed "
+        "outer steps that are too large diverge where the adaptive β_k = c/L̃(w_k) converges.",
         "",
         "![grad norm](analytic/grad_norm.png)",
         "",
@@ -123,6 +212,7 @@ def main() -> int:
         "checkpoint, held-out evaluation) are under `<study>/runs/`.",
         "",
     ]
+    lines += navigation_findings()
     lines += study_section("navigation2d", "Navigation2D (20 tasks × 20 episodes, horizon 100)")
     lines += study_section(
         "half_cheetah_vel", "HalfCheetahVel (20 tasks × 10 episodes, horizon 200, Gymnasium timing)"

@@ -190,7 +190,7 @@ def run_numbers(run: Run, target: float | None = None) -> dict[str, Any]:
     grad = grad[np.isfinite(grad)]
     smoothed = smooth(post, smoothing_window(n))
     out: dict[str, Any] = {
-        "run_dir": str(run.path),
+        "run_dir": _shown(run.path),
         "seed": run.seed,
         "iterations": int(run.columns["iteration"][-1]),
         "env_steps": float(run.columns["env_steps"][-1]),
@@ -396,7 +396,7 @@ def _adaptation_summary(
         out["groups"][group.label] = {
             "n_seeds": len(mine),
             "ci_over": "seeds" if len(mine) >= 2 else "tasks, one seed",
-            "runs": [str(r.path) for r, _ in mine],
+            "runs": [_shown(r.path) for r, _ in mine],
             "checkpoint_iterations": [a.get("checkpoint_iteration") for _, a in mine],
             "steps": _across_runs([a["steps"] for _, a in mine], k_max, reps, seed),
         }
@@ -515,6 +515,14 @@ def _check_runs(runs: Sequence[Run], groups: Sequence[Group], warnings: list[str
                 )
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when inside it (portable reports)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def compare_runs(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -581,7 +589,7 @@ def compare_runs(
 
     summary: dict[str, Any] = {
         "env_id": env_id,
-        "runs": [str(r.path) for r in runs],
+        "runs": [_shown(r.path) for r in runs],
         "groups": per_group,
         "target_return": target,
         "adaptation": adaptation,
