@@ -202,6 +202,25 @@ def analytic_section() -> list[str]:
     return lines
 
 
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def readme_headline() -> list[str]:
+    """The block of the main README between its results markers: the headline table and plot."""
+    trpo = _load(RESULTS / "navigation2d" / "trpo" / "summary.json")
+    if trpo is None:
+        return ["No results yet: see [results/README.md](results/README.md)."]
+    table = study_section("navigation2d", "")[2:]  # drop the heading
+    cut = next(i for i, line in enumerate(table) if line.startswith("### Meta-optimizer Adam"))
+    body = [line.replace("](navigation2d/", "](results/navigation2d/") for line in table[:cut]]
+    return [
+        "Navigation2D, 3 seeds per algorithm, 300 meta-iterations of 20 tasks × 20 episodes "
+        "(findings and more in [results/README.md](results/README.md)):",
+        "",
+        *body,
+    ]
+
+
 def main() -> int:
     lines = [
         "# Results",
@@ -226,6 +245,14 @@ def main() -> int:
     ]
     (RESULTS / "README.md").write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {RESULTS / 'README.md'}")
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if README_BEGIN in text and README_END in text:
+        head, rest = text.split(README_BEGIN, 1)
+        _, tail = rest.split(README_END, 1)
+        block = "\n".join([README_BEGIN, *readme_headline(), README_END])
+        readme.write_text(head + block + tail, encoding="utf-8")
+        print(f"updated {readme}")
     return 0
 
 
