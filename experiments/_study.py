@@ -218,21 +218,14 @@ def parse_args(study: Study, doc: str, argv: Sequence[str] | None) -> argparse.N
     return parser.parse_args(argv)
 
 
-def main(study: Study, doc: str = "", argv: Sequence[str] | None = None) -> int:
-    args = parse_args(study, doc, argv)
-    budget = study.tiny if args.tiny else study.quick if args.quick else study.full
-    default_out = ROOT / ("runs/quick" if args.quick or args.tiny else "results") / study.name
-    out = (args.out or default_out).resolve()
-    data = build_sweep_dict(
-        study,
-        budget,
-        out,
-        config=args.config,
-        seeds=args.seeds,
-        iterations=args.iterations,
-        meta_optimizers=args.meta_optimizer,
-        algorithms=args.algorithms,
-    )
+def run_study_sweep(
+    data: Mapping[str, Any], args: argparse.Namespace
+) -> tuple[Sweep, SweepResult] | int:
+    """Run a study's sweep with the command-line options of :func:`parse_args`.
+
+    Returns the sweep and its result when the study should go on to its reports, else the exit
+    code (bad sweep 2, dry run 0, interrupted 130/143).
+    """
     try:
         sweep = sweep_from_dict(data, root=ROOT)
         result = run_sweep(
@@ -251,6 +244,28 @@ def main(study: Study, doc: str = "", argv: Sequence[str] | None = None) -> int:
     if result.interrupted is not None:
         print("study interrupted; run the same command again to continue", file=sys.stderr)
         return result.exit_code
+    return sweep, result
+
+
+def main(study: Study, doc: str = "", argv: Sequence[str] | None = None) -> int:
+    args = parse_args(study, doc, argv)
+    budget = study.tiny if args.tiny else study.quick if args.quick else study.full
+    default_out = ROOT / ("runs/quick" if args.quick or args.tiny else "results") / study.name
+    out = (args.out or default_out).resolve()
+    data = build_sweep_dict(
+        study,
+        budget,
+        out,
+        config=args.config,
+        seeds=args.seeds,
+        iterations=args.iterations,
+        meta_optimizers=args.meta_optimizer,
+        algorithms=args.algorithms,
+    )
+    ran = run_study_sweep(data, args)
+    if isinstance(ran, int):
+        return ran
+    sweep, result = ran
     print(f"\n== {study.name}: comparisons", flush=True)
     reports = compare_study(sweep, result, out)
     for name, report in reports.items():

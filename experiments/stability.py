@@ -47,12 +47,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _study import ALGORITHMS, ROOT, TINY_OVERRIDES
+from _study import ALGORITHMS, ROOT, TINY_OVERRIDES, run_study_sweep
 
 from metarl.config import ConfigError, load_config
 from metarl.evaluate import ALGORITHM_NAMES, new_figure, write_json
 from metarl.logger import read_metrics
-from metarl.sweep import BACKENDS, SweepError, run_sweep, sweep_from_dict
+from metarl.sweep import BACKENDS
 
 CONFIG = ROOT / "experiments/configs/navigation2d.yaml"
 RUN_NAME = "{algorithm}-a{inner.lr}-b{outer.lr}-T{tasks_per_batch}-E{episodes_per_task}-seed{seed}"
@@ -411,24 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = build_sweep_dict(
         size, out, seeds=args.seeds, iterations=args.iterations, algorithms=args.algorithms
     )
-    try:
-        sweep = sweep_from_dict(data, root=ROOT)
-        result = run_sweep(
-            sweep,
-            backend=args.backend,
-            address=args.address,
-            max_parallel=args.parallel,
-            retries=args.retries,
-            dry_run=args.dry_run,
-        )
-    except SweepError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        return 0
-    if result.interrupted is not None:
-        print("study interrupted; run the same command again to continue", file=sys.stderr)
-        return result.exit_code
+    ran = run_study_sweep(data, args)
+    if isinstance(ran, int):
+        return ran
+    sweep, result = ran
 
     run_dirs = [o.run_dir for o in result.outcomes if o.status in ("completed", "diverged")]
     summary = aggregate(run_dirs, size.factors, args.algorithms)
