@@ -203,6 +203,20 @@ def thread_info(nthread: int) -> dict[str, Any]:
     }
 
 
+def run_interleaved(runners: dict[str, Any], repeats: int) -> dict[str, list[tuple[int, float]]]:
+    """Run every ``(setup, run, close)`` runner ``repeats`` times, interleaved so that load
+    changes on a shared machine hit all measurements alike; close them all at the end."""
+    runs: dict[str, list[tuple[int, float]]] = {key: [] for key in runners}
+    try:
+        for _ in range(repeats):
+            for key, (_, run, _) in runners.items():
+                runs[key].append(run())
+    finally:
+        for _, _, close in runners.values():
+            close()
+    return runs
+
+
 def run_benchmark(
     batch: int = 400,
     steps: int = 200,
@@ -224,14 +238,7 @@ def run_benchmark(
         "raw_rollout": raw_rollout_runner(batch, steps, nthread, base),
         "batched": batched_runner(env_id, batch, steps, nthread),
     }
-    runs: dict[str, list[tuple[int, float]]] = {key: [] for key in runners}
-    try:
-        for _ in range(repeats):
-            for key, (_, run, _) in runners.items():
-                runs[key].append(run())
-    finally:
-        for _, _, close in runners.values():
-            close()
+    runs = run_interleaved(runners, repeats)
     result: dict[str, Any] = {
         "config": {"batch": batch, "steps": steps, "repeats": repeats, "env": env_id},
         "threads": thread_info(nthread),

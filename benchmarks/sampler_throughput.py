@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from env_throughput import Runner, _summarize, batched_runner, thread_info
+from env_throughput import Runner, _summarize, batched_runner, run_interleaved, thread_info
 
 from envs.locomotion import default_nthread
 from metarl.policies import GaussianMLPPolicy, expand_params
@@ -122,14 +122,7 @@ def run_sampler_benchmark(
             NAV, nav["tasks"], nav["episodes"], nav["horizon"], nav["hidden"], nthread, seed
         ),
     }
-    runs: dict[str, list[tuple[int, float]]] = {key: [] for key in runners}
-    try:
-        for _ in range(repeats):
-            for key, (_, run, _) in runners.items():
-                runs[key].append(run())
-    finally:
-        for _, _, close in runners.values():
-            close()
+    runs = run_interleaved(runners, repeats)
 
     result: dict[str, Any] = {
         "config": {

@@ -15,9 +15,16 @@ from envs.base import BatchedTaskEnv, Task, TaskDistribution, TaskField, check_a
 REWARD_TYPES = ("distance", "squared")
 
 
-def _check_kwargs(
-    goal_low: float, goal_high: float, action_bound: float, success_radius: float, reward_type: str
+def _configure(
+    env: Any,
+    goal_low: float,
+    goal_high: float,
+    action_bound: float,
+    success_radius: float,
+    reward_type: str,
+    start: Sequence[float],
 ) -> None:
+    """Validate the constructor arguments shared by the single and batched forms; store them."""
     if not goal_low < goal_high:
         raise ValueError(f"goal_low ({goal_low}) must be < goal_high ({goal_high})")
     if action_bound <= 0:
@@ -26,6 +33,13 @@ def _check_kwargs(
         raise ValueError(f"success_radius must be >= 0, got {success_radius}")
     if reward_type not in REWARD_TYPES:
         raise ValueError(f"reward_type {reward_type!r}: must be one of {REWARD_TYPES}")
+    env._action_bound = float(action_bound)
+    env._success_radius = float(success_radius)
+    env._reward_type = reward_type
+    env._start = np.asarray(start, dtype=np.float64).reshape(2)
+    env.task_distribution = TaskDistribution(
+        [TaskField("goal", (2,), float(goal_low), float(goal_high))]
+    )
 
 
 def navigation_step(
@@ -119,14 +133,7 @@ class Navigation2DEnv(gym.Env, EzPickle):
         EzPickle.__init__(
             self, goal_low, goal_high, action_bound, success_radius, reward_type, start, task
         )
-        _check_kwargs(goal_low, goal_high, action_bound, success_radius, reward_type)
-        self._action_bound = float(action_bound)
-        self._success_radius = float(success_radius)
-        self._reward_type = reward_type
-        self._start = np.asarray(start, dtype=np.float64).reshape(2)
-        self.task_distribution = TaskDistribution(
-            [TaskField("goal", (2,), float(goal_low), float(goal_high))]
-        )
+        _configure(self, goal_low, goal_high, action_bound, success_radius, reward_type, start)
         self.action_space = spaces.Box(-self._action_bound, self._action_bound, (2,), np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
         default = {"goal": [0.5 * goal_high + 0.5 * (0.5 * (goal_low + goal_high))] * 2}
@@ -190,14 +197,7 @@ class BatchedNavigation2D(BatchedTaskEnv):
         start: Sequence[float] = (0.0, 0.0),
     ):
         super().__init__(num_envs, horizon)
-        _check_kwargs(goal_low, goal_high, action_bound, success_radius, reward_type)
-        self._action_bound = float(action_bound)
-        self._success_radius = float(success_radius)
-        self._reward_type = reward_type
-        self._start = np.asarray(start, dtype=np.float64).reshape(2)
-        self.task_distribution = TaskDistribution(
-            [TaskField("goal", (2,), float(goal_low), float(goal_high))]
-        )
+        _configure(self, goal_low, goal_high, action_bound, success_radius, reward_type, start)
         self._position = np.tile(self._start, (self.num_envs, 1))
 
     def _reset_copies(self, which: np.ndarray) -> np.ndarray:
