@@ -8,7 +8,8 @@ one ``metarl compare`` report per meta-optimizer to ``<out>/<meta_optimizer>/`` 
 than one meta-optimizer, a combined one to ``<out>/all/``.
 
 Each script only states its environment's budgets (:class:`Budget`: full, ``--quick``, and the
-hidden ``--tiny`` used by the tests) and calls :func:`main`.
+hidden ``--tiny`` used by the tests), optionally its ablations (:class:`Ablation`, run with
+``--ablation NAME``), and calls :func:`main`.
 """
 
 from __future__ import annotations
@@ -95,6 +96,20 @@ MUJOCO_QUICK = Budget(
 
 
 @dataclass(frozen=True)
+class Ablation:
+    """A variant of one algorithm, trained beside the study (same budget and seeds, the budget's
+    first meta-optimizer unless ``--meta-optimizer`` names one, its own run dirs
+    ``<out>/runs/<run_name>``) and compared with the study's runs of ``compare_with`` (same
+    meta-optimizer and seeds) into ``<out>/<name>/``."""
+
+    name: str
+    algorithm: str
+    overrides: Mapping[str, Any]
+    run_name: str
+    compare_with: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Study:
     """An environment's study: its name (``results/<name>``), base config and budgets."""
 
@@ -106,6 +121,7 @@ class Study:
         default_factory=lambda: Budget(3, TINY_OVERRIDES, TINY_EVALUATE, 1, ("adam",))
     )
     outer_lr: Mapping[str, float] = field(default_factory=lambda: {"adam": ADAM_LR})
+    ablations: tuple[Ablation, ...] = ()
 
 
 def run_overrides(study: Study, meta_optimizer: str) -> dict[str, Any]:
@@ -148,12 +164,80 @@ def build_sweep_dict(
     }
 
 
+def build_ablation_sweep_dict(
+    study: Study,
+    ablation: Ablation,
+    budget: Budget,
+    out: Path,
+    meta_optimizer: str,
+    *,
+    config: Path | None = None,
+    seeds: int | None = None,
+    iterations: int | None = None,
+) -> dict[str, Any]:
+    """The sweep of an ablation: the study's sweep for ``ablation.algorithm`` and
+    ``meta_optimizer`` with the ablation's overrides and run names."""
+    data = build_sweep_dict(
+        study,
+        budget,
+        out,
+        config=config,
+        seeds=seeds,
+        iterations=iterations,
+        meta_optimizers=(meta_optimizer,),
+        algorithms=(ablation.algorithm,),
+    )
+    return {**data, "set": {**data["set"], **ablation.overrides}, "name": ablation.run_name}
+
+
+def ablation_run_dirs(
+    ablation: Ablation, sweep: Sweep, result: SweepResult, out: Path, meta_optimizer: str
+) -> list[Path]:
+    """The ablation's finished runs and the study's runs it is compared with (same seeds and
+    meta-optimizer; those not trained yet are left out with a note)."""
+    done = [o for o in result.outcomes if o.status in ("completed", "diverged")]
+    seed_of = {spec.name: spec.cfg.seed for spec in sweep.runs}
+    run_dirs = [o.run_dir for o in done]
+    for algorithm in ablation.compare_with:
+        for outcome in done:
+            name = RUN_NAME.format(
+                algorithm=algorithm,
+                meta_optimizer=meta_optimizer,
+                seed=seed_of[outcome.name],
+            )
+            if (out / "runs" / name / "metrics.jsonl").is_file():
+                run_dirs.append(out / "runs" / name)
+            else:
+                print(f"{ablation.name}: no study run '{name}' to compare with", file=sys.stderr)
+    return run_dirs
+
+
+def compare_group(
+    name: str, run_dirs: Sequence[Path], out_dir: Path, stdout: Any = None
+) -> str | None:
+    """``compare_runs`` into ``out_dir``, one line per method on ``stdout``; returns the report
+    path (None, with the error on stderr, if the runs cannot be compared)."""
+    stdout = sys.stdout if stdout is None else stdout
+    try:
+        summary = compare_runs(run_dirs, out_dir)
+    except CompareError as exc:
+        print(f"compare {name}: error: {exc}", file=sys.stderr)
+        return None
+    for label, numbers in summary["groups"].items():
+        final = numbers["final_return"]
+        print(
+            f"  {name:>9} {label:>18}: final post-adaptation return IQM "
+            f"{final['iqm']:.2f} over {numbers['n_seeds']} seed(s)",
+            file=stdout,
+        )
+    return summary["files"]["report"]
+
+
 def compare_study(
     sweep: Sweep, result: SweepResult, out: Path, stdout: Any = None
 ) -> dict[str, str]:
     """``compare_runs`` per meta-optimizer (and all together) over the finished runs; returns
     {name: report path}. Runs that failed or were interrupted are left out."""
-    stdout = sys.stdout if stdout is None else stdout
     optimizer_of = {spec.name: spec.cfg.meta_optimizer for spec in sweep.runs}
     done = [o for o in result.outcomes if o.status in ("completed", "diverged")]
     by_optimizer: dict[str, list[Path]] = {}
@@ -164,19 +248,8 @@ def compare_study(
         groups["all"] = [o.run_dir for o in done]
     reports = {}
     for name, run_dirs in groups.items():
-        try:
-            summary = compare_runs(run_dirs, out / name)
-        except CompareError as exc:
-            print(f"compare {name}: error: {exc}", file=sys.stderr)
-            continue
-        reports[name] = summary["files"]["report"]
-        for label, numbers in summary["groups"].items():
-            final = numbers["final_return"]
-            print(
-                f"  {name:>5} {label:>18}: final post-adaptation return IQM "
-                f"{final['iqm']:.2f} over {numbers['n_seeds']} seed(s)",
-                file=stdout,
-            )
+        if (report := compare_group(name, run_dirs, out / name, stdout)) is not None:
+            reports[name] = report
     return reports
 
 
@@ -215,6 +288,12 @@ def parse_args(study: Study, doc: str, argv: Sequence[str] | None) -> argparse.N
         help=f"output root (default results/{study.name}; --quick: runs/quick/{study.name})",
     )
     parser.add_argument("--dry-run", action="store_true", help="list the runs only")
+    if study.ablations:
+        parser.add_argument(
+            "--ablation",
+            choices=[a.name for a in study.ablations],
+            help="run this ablation (see the docstring) instead of the main study",
+        )
     return parser.parse_args(argv)
 
 
@@ -252,6 +331,9 @@ def main(study: Study, doc: str = "", argv: Sequence[str] | None = None) -> int:
     budget = study.tiny if args.tiny else study.quick if args.quick else study.full
     default_out = ROOT / ("runs/quick" if args.quick or args.tiny else "results") / study.name
     out = (args.out or default_out).resolve()
+    if ablation_name := getattr(args, "ablation", None):
+        ablation = next(a for a in study.ablations if a.name == ablation_name)
+        return run_ablation(study, ablation, budget, out, args)
     data = build_sweep_dict(
         study,
         budget,
@@ -273,4 +355,31 @@ def main(study: Study, doc: str = "", argv: Sequence[str] | None = None) -> int:
     print(f"tensorboard --logdir {out / 'runs'}")
     if result.exit_code:
         print("some runs failed (see the sweep summary above); rerun to retry", file=sys.stderr)
+    return result.exit_code
+
+
+def run_ablation(
+    study: Study, ablation: Ablation, budget: Budget, out: Path, args: argparse.Namespace
+) -> int:
+    """Train an ablation's runs, then compare them with the study's into ``<out>/<name>/``."""
+    meta_optimizer = (args.meta_optimizer or budget.meta_optimizers)[0]
+    data = build_ablation_sweep_dict(
+        study,
+        ablation,
+        budget,
+        out,
+        meta_optimizer,
+        config=args.config,
+        seeds=args.seeds,
+        iterations=args.iterations,
+    )
+    ran = run_study_sweep(data, args)
+    if isinstance(ran, int):
+        return ran
+    sweep, result = ran
+    print(f"\n== {study.name}: ablation {ablation.name}", flush=True)
+    run_dirs = ablation_run_dirs(ablation, sweep, result, out, meta_optimizer)
+    if (report := compare_group(ablation.name, run_dirs, out / ablation.name)) is None:
+        return 1
+    print(f"{ablation.name}: {report}")
     return result.exit_code

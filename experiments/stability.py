@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _study import ALGORITHMS, ROOT, TINY_OVERRIDES, run_study_sweep
 
 from metarl.config import ConfigError, load_config
-from metarl.evaluate import ALGORITHM_NAMES, new_figure, write_json
+from metarl.evaluate import ALGORITHM_NAMES, new_figure, shown_path, write_json
 from metarl.logger import read_metrics
 from metarl.sweep import BACKENDS
 
@@ -169,7 +169,7 @@ def run_record(run_dir: Path) -> dict[str, Any] | None:
     diverged = nonfinite or any((run_dir / "checkpoints").glob("diverged_iter_*.pt"))
     tail = rows[-max(1, math.ceil(len(rows) / FINAL_FRACTION)) :] if rows else []
     return {
-        "run_dir": str(run_dir),
+        "run_dir": shown_path(run_dir),
         "algorithm": cfg.algorithm,
         "seed": cfg.seed,
         "config": {

@@ -41,14 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from metarl.config import ALGORITHMS, META_OPTIMIZERS, ConfigError, TrainConfig, diff_configs
+from metarl.config import META_OPTIMIZERS, ConfigError, TrainConfig, diff_configs
 from metarl.evaluate import (
     ADAPTATION_FILE,
+    ALGORITHM_NAMES,
     EVAL_DIR,
     RETURN_LABEL,
     algorithm_label,
     errorbar,
+    method_of,
     new_figure,
+    shown_path,
     write_json,
 )
 from metarl.logger import read_metrics
@@ -100,7 +103,7 @@ class Run:
 
     @property
     def group(self) -> tuple[str, str]:
-        return self.cfg.algorithm, self.cfg.meta_optimizer
+        return method_of(self.cfg), self.cfg.meta_optimizer
 
     @property
     def seed(self) -> int:
@@ -190,7 +193,7 @@ def run_numbers(run: Run, target: float | None = None) -> dict[str, Any]:
     grad = grad[np.isfinite(grad)]
     smoothed = smooth(post, smoothing_window(n))
     out: dict[str, Any] = {
-        "run_dir": _shown(run.path),
+        "run_dir": shown_path(run.path),
         "seed": run.seed,
         "iterations": int(run.columns["iteration"][-1]),
         "env_steps": float(run.columns["env_steps"][-1]),
@@ -396,7 +399,7 @@ def _adaptation_summary(
         out["groups"][group.label] = {
             "n_seeds": len(mine),
             "ci_over": "seeds" if len(mine) >= 2 else "tasks, one seed",
-            "runs": [_shown(r.path) for r, _ in mine],
+            "runs": [shown_path(r.path) for r, _ in mine],
             "checkpoint_iterations": [a.get("checkpoint_iteration") for _, a in mine],
             "steps": _across_runs([a["steps"] for _, a in mine], k_max, reps, seed),
         }
@@ -472,7 +475,8 @@ def _group_runs(runs: Sequence[Run]) -> list[Group]:
 
     def order(key: tuple[str, str]) -> tuple[int, int, str, str]:
         a, o = key
-        ia = ALGORITHMS.index(a) if a in ALGORITHMS else len(ALGORITHMS)
+        methods = list(ALGORITHM_NAMES)  # maml, maml-dice, fomaml, hfmaml, references
+        ia = methods.index(a) if a in methods else len(methods)
         io = META_OPTIMIZERS.index(o) if o in META_OPTIMIZERS else len(META_OPTIMIZERS)
         return ia, io, a, o
 
@@ -513,14 +517,6 @@ def _check_runs(runs: Sequence[Run], groups: Sequence[Group], warnings: list[str
                     f"{group.label}: '{run.path}' differs from '{base.path}' in "
                     f"{', '.join(diffs[:6])}{' ...' if len(diffs) > 6 else ''}"
                 )
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory when inside it (portable reports)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def compare_runs(
@@ -589,7 +585,7 @@ def compare_runs(
 
     summary: dict[str, Any] = {
         "env_id": env_id,
-        "runs": [_shown(r.path) for r in runs],
+        "runs": [shown_path(r.path) for r in runs],
         "groups": per_group,
         "target_return": target,
         "adaptation": adaptation,

@@ -77,6 +77,7 @@ _TRAJECTORY_EPISODES = 3  # episodes per task and stage shown there
 _VIDEO_SIZE = 240  # rendered frame width and height (pixels)
 ALGORITHM_NAMES = {
     "maml": "MAML",
+    "maml-dice": "MAML-DiCE",
     "fomaml": "FO-MAML",
     "hfmaml": "HF-MAML",
     "pretrained": "pretrained",
@@ -88,9 +89,26 @@ class EvaluateError(ValueError):
     """The run cannot be evaluated as asked; the one-line message names what and why."""
 
 
-def algorithm_label(algorithm: str, meta_optimizer: str) -> str:
-    """Display name of a run's method, e.g. ``MAML (trpo)``."""
-    return f"{ALGORITHM_NAMES.get(algorithm, algorithm)} ({meta_optimizer})"
+def method_of(cfg: TrainConfig) -> str:
+    """A run's method: its algorithm, or ``maml-dice`` for MAML with ``maml.estimator: dice``
+    (whose inner Hessian has the score-function term, so it is reported apart from MAML)."""
+    if cfg.algorithm == "maml" and cfg.maml.estimator == "dice":
+        return "maml-dice"
+    return cfg.algorithm
+
+
+def algorithm_label(method: str, meta_optimizer: str) -> str:
+    """Display name of a run's method (see :func:`method_of`), e.g. ``MAML (trpo)``."""
+    return f"{ALGORITHM_NAMES.get(method, method)} ({meta_optimizer})"
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when inside it, else as given: written into
+    results so that they do not depend on where the checkout lives."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def write_json(data: Any, path: str | Path) -> Path:
@@ -341,11 +359,12 @@ def evaluate_run(
 
         out_dir = run_dir / EVAL_DIR
         result: dict[str, Any] = {
-            "run_dir": str(run_dir),
+            "run_dir": shown_path(run_dir),
             "checkpoint": path.name,
             "checkpoint_iteration": iteration,
             "env_id": cfg.env.id,
             "algorithm": cfg.algorithm,
+            "method": method_of(cfg),
             "meta_optimizer": cfg.meta_optimizer,
             "train_seed": cfg.seed,
             "seed": seed,
@@ -373,11 +392,11 @@ def evaluate_run(
                 ),
                 "steps": _step_summaries(rand[0], rand[1], alphas),
             },
-            "files": {"json": str(out_dir / ADAPTATION_FILE)},
+            "files": {"json": shown_path(out_dir / ADAPTATION_FILE)},
         }
         plot = _plot_adaptation(result, out_dir / ADAPTATION_PLOT)
         if plot is not None:
-            result["files"]["plot"] = str(plot)
+            result["files"]["plot"] = shown_path(plot)
         write_json(result, out_dir / ADAPTATION_FILE)  # kept even if the video fails
         if video_dir is not None:
             video_dir = Path(video_dir)
@@ -386,7 +405,7 @@ def evaluate_run(
                 files = _plot_trajectories(result, meta[3], cfg, video_dir)
             else:
                 files = _render_videos(result, learner.policy, theta, meta[2], cfg, video_dir)
-            result["files"]["video"] = files
+            result["files"]["video"] = [shown_path(f) for f in files]
             write_json(result, out_dir / ADAPTATION_FILE)
         return result
     finally:
@@ -431,7 +450,7 @@ def _plot_adaptation(result: Mapping[str, Any], path: Path) -> Path | None:
     if fig is None:
         return None
     ax = fig.add_subplot()
-    label = algorithm_label(result["algorithm"], result["meta_optimizer"])
+    label = algorithm_label(result["method"], result["meta_optimizer"])
     errorbar(ax, result["steps"], -0.03, label=f"meta-learned: {label}", color="C0")
     errorbar(ax, result["random_init"]["steps"], 0.03, label="random init", color="0.45", ls="--")
     settings = result["settings"]
@@ -492,7 +511,7 @@ def _plot_trajectories(
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize=8, loc="best")
-    label = algorithm_label(result["algorithm"], result["meta_optimizer"])
+    label = algorithm_label(result["method"], result["meta_optimizer"])
     fig.suptitle(
         f"{result['env_id']}: {label}, iteration {result['checkpoint_iteration']} "
         "(sampled episodes)",
@@ -700,7 +719,7 @@ def format_result(result: Mapping[str, Any]) -> str:
     """A short text table of the adaptation curves and the files written."""
     s = result["settings"]
     lines = [
-        f"{result['env_id']}, {algorithm_label(result['algorithm'], result['meta_optimizer'])}, "
+        f"{result['env_id']}, {algorithm_label(result['method'], result['meta_optimizer'])}, "
         f"checkpoint iteration {result['checkpoint_iteration']}: {s['tasks']} held-out tasks "
         f"(seed {result['seed']}), {s['episodes_per_task']} episodes per step, "
         f"protocol {result['protocol']}",

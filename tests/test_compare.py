@@ -123,6 +123,7 @@ def _make_run(
     post: list[float],
     *,
     meta_optimizer: str = "adam",
+    estimator: str = "standard",
     env_id: str = NAV,
     grad_norms: list[float] | None = None,
     diverged: bool = False,
@@ -136,6 +137,7 @@ def _make_run(
             "meta_optimizer": meta_optimizer,
             "seed": seed,
             "env": {"id": env_id},
+            "maml": {"estimator": estimator},
         }
     )
     save_config(cfg, run / "config.yaml")
@@ -235,6 +237,23 @@ def test_compare_writes_report_summary_and_plots(runs, tmp_path):
     assert "How the numbers were computed" in report
     assert "HF-MAML (sgd): fewer than 2 seeds" in report
     assert "1.25 [" in report  # MAML's IQM with its CI
+
+
+def test_maml_with_the_dice_estimator_is_a_method_of_its_own(runs, tmp_path):
+    dice = [
+        _make_run(tmp_path / "dice", f"dice-{i}", "maml", i, [-1.0] * N, estimator="dice")
+        for i in range(2)
+    ]
+    summary = compare_runs([*runs, *dice], tmp_path / "out", reps=100)
+    assert list(summary["groups"]) == [
+        "MAML (adam)",
+        "MAML-DiCE (adam)",
+        "FO-MAML (adam)",
+        "HF-MAML (sgd)",
+    ]
+    assert summary["groups"]["MAML-DiCE (adam)"]["n_seeds"] == 2
+    assert summary["groups"]["MAML (adam)"]["n_seeds"] == 4
+    assert not any("differs" in w for w in summary["warnings"])
 
 
 def test_compare_numbers_match_hand_computation(runs, tmp_path):

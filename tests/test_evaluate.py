@@ -72,6 +72,15 @@ def test_evaluate_writes_curves_for_both_policies(nav_run, tmp_path):
     assert trajectories.startswith(PNG_MAGIC) and len(trajectories) > 10_000
 
 
+def test_evaluate_writes_paths_relative_to_the_working_directory(nav_run, monkeypatch):
+    monkeypatch.chdir(nav_run.parent)
+    evaluate_run(nav_run, tasks=2, steps=1, episodes=2)
+    saved = json.loads((nav_run / "eval" / "adaptation.json").read_text())
+    assert saved["run_dir"] == "nav"
+    assert saved["files"]["json"] == str(Path("nav") / "eval" / "adaptation.json")
+    assert saved["method"] == "maml" and saved["algorithm"] == "maml"
+
+
 def test_evaluate_reproduces_the_runs_held_out_evaluation(nav_run):
     # Same tasks (eval.seed), episodes, and episode seeds as the run's evaluation at iteration 2
     # (eval.steps = 1): k = 0 and k = 1 equal its eval/pre_adaptation and eval/post_adaptation.

@@ -78,6 +78,15 @@ def test_navigation2d_quick_tiny_end_to_end(tmp_path):
     assert not (tmp_path / "all").exists()  # one meta-optimizer: no combined comparison
     assert "adam: " in proc.stdout and "report.md" in proc.stdout
 
+    proc = _run_script(
+        "navigation2d", "--quick", "--tiny", "--ablation", "estimator", "--out", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    dice = load_config(runs / "maml-dice-adam-seed0" / "config.yaml")
+    assert dice.algorithm == "maml" and dice.maml.estimator == "dice"
+    summary = json.loads((tmp_path / "estimator/summary.json").read_text())
+    assert list(summary["groups"]) == ["MAML (adam)", "MAML-DiCE (adam)", "HF-MAML (adam)"]
+
 
 def test_navigation2d_defaults_resume_the_runs_started_by_hand(tmp_path):
     """`metarl train experiments/configs/navigation2d.yaml --run-dir DIR --seed N --set
@@ -125,6 +134,14 @@ def test_sweep_files_hold_the_scripts_runs(tmp_path):
     data = _study_helpers().build_sweep_dict(study, study.full, tmp_path)
     from_script = sweep_from_dict(data)
     from_file = load_sweep(EXPERIMENTS / "sweeps/navigation2d.yaml")
+    assert runs(from_file) == runs(from_script)
+    assert from_file.evaluate == from_script.evaluate
+    (estimator,) = study.ablations
+    data = _study_helpers().build_ablation_sweep_dict(
+        study, estimator, study.full, tmp_path, "trpo"
+    )
+    from_script = sweep_from_dict(data)
+    from_file = load_sweep(EXPERIMENTS / "sweeps/navigation2d_dice.yaml")
     assert runs(from_file) == runs(from_script)
     assert from_file.evaluate == from_script.evaluate
 
