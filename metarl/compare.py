@@ -41,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from metarl.config import META_OPTIMIZERS, ConfigError, TrainConfig, diff_configs
+from metarl.config import (
+    META_OPTIMIZERS,
+    ConfigError,
+    TrainConfig,
+    config_to_dict,
+    diff_configs,
+)
 from metarl.evaluate import (
     ADAPTATION_FILE,
     ALGORITHM_NAMES,
@@ -226,12 +232,16 @@ def _mean_or_nan(values: Sequence[float | None]) -> float:
 
 @dataclass
 class Group:
+    """Runs of one method and meta-optimizer (``key``) that differ only in their seeds;
+    ``variant`` names the config values that set it apart from runs of the same key."""
+
     key: tuple[str, str]
     runs: list[Run] = field(default_factory=list)
+    variant: str = ""
 
     @property
     def label(self) -> str:
-        return algorithm_label(*self.key)
+        return algorithm_label(*self.key, self.variant)
 
 
 def _group_numbers(
@@ -251,6 +261,7 @@ def _group_numbers(
     out: dict[str, Any] = {
         "algorithm": group.key[0],
         "meta_optimizer": group.key[1],
+        "variant": group.variant,
         "seeds": [r["seed"] for r in per_run],
         "n_seeds": len(per_run),
         "runs": per_run,
@@ -468,10 +479,34 @@ def _plot_adaptation(summary: Mapping[str, Any], path: Path, env_id: str) -> Pat
 # --------------------------------------------------------------------------------------------------
 
 
-def _group_runs(runs: Sequence[Run]) -> list[Group]:
-    groups: dict[tuple[str, str], Group] = {}
+def _config_value(cfg: TrainConfig, dotted: str) -> Any:
+    value: Any = config_to_dict(cfg)
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _split_variants(key: tuple[str, str], runs: list[Run]) -> list[Group]:
+    """One group per setting of the config keys (other than seeds, budgets and env) in which
+    runs of the same method differ, e.g. ``inner.lr=0.1`` and ``inner.lr=0.5``."""
+    varied: list[str] = []
+    for run in runs[1:]:
+        for d in diff_configs(runs[0].cfg, run.cfg, ignore=_SEED_KEYS):
+            if not d.startswith("env.") and d not in varied:
+                varied.append(d)
+    if not varied:
+        return [Group(key, list(runs))]
+    variants: dict[str, list[Run]] = {}
     for run in runs:
-        groups.setdefault(run.group, Group(run.group)).runs.append(run)
+        name = ", ".join(f"{k}={_config_value(run.cfg, k)}" for k in varied)
+        variants.setdefault(name, []).append(run)
+    return [Group(key, members, name) for name, members in variants.items()]
+
+
+def _group_runs(runs: Sequence[Run]) -> list[Group]:
+    by_key: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        by_key.setdefault(run.group, []).append(run)
 
     def order(key: tuple[str, str]) -> tuple[int, int, str, str]:
         a, o = key
@@ -480,7 +515,7 @@ def _group_runs(runs: Sequence[Run]) -> list[Group]:
         io = META_OPTIMIZERS.index(o) if o in META_OPTIMIZERS else len(META_OPTIMIZERS)
         return ia, io, a, o
 
-    return [groups[k] for k in sorted(groups, key=order)]
+    return [g for key in sorted(by_key, key=order) for g in _split_variants(key, by_key[key])]
 
 
 def _check_runs(runs: Sequence[Run], groups: Sequence[Group], warnings: list[str]) -> None:
@@ -505,18 +540,6 @@ def _check_runs(runs: Sequence[Run], groups: Sequence[Group], warnings: list[str
         seeds = [r.seed for r in group.runs]
         if len(set(seeds)) < len(seeds):
             warnings.append(f"{group.label}: several runs share a seed ({sorted(seeds)})")
-        base = group.runs[0]
-        for run in group.runs[1:]:
-            diffs = [
-                d
-                for d in diff_configs(base.cfg, run.cfg, ignore=_SEED_KEYS)
-                if not d.startswith("env.")
-            ]
-            if diffs:
-                warnings.append(
-                    f"{group.label}: '{run.path}' differs from '{base.path}' in "
-                    f"{', '.join(diffs[:6])}{' ...' if len(diffs) > 6 else ''}"
-                )
 
 
 def compare_runs(

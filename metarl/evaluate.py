@@ -97,9 +97,11 @@ def method_of(cfg: TrainConfig) -> str:
     return cfg.algorithm
 
 
-def algorithm_label(method: str, meta_optimizer: str) -> str:
-    """Display name of a run's method (see :func:`method_of`), e.g. ``MAML (trpo)``."""
-    return f"{ALGORITHM_NAMES.get(method, method)} ({meta_optimizer})"
+def algorithm_label(method: str, meta_optimizer: str, variant: str = "") -> str:
+    """Display name of a run's method (see :func:`method_of`), e.g. ``MAML (trpo)`` or, with
+    the config values that set a variant apart, ``MAML (trpo, inner.lr=0.5)``."""
+    details = f"{meta_optimizer}, {variant}" if variant else meta_optimizer
+    return f"{ALGORITHM_NAMES.get(method, method)} ({details})"
 
 
 def shown_path(path: str | Path) -> str:

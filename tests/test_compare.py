@@ -123,7 +123,7 @@ def _make_run(
     post: list[float],
     *,
     meta_optimizer: str = "adam",
-    estimator: str = "standard",
+    config: dict | None = None,
     env_id: str = NAV,
     grad_norms: list[float] | None = None,
     diverged: bool = False,
@@ -137,7 +137,7 @@ def _make_run(
             "meta_optimizer": meta_optimizer,
             "seed": seed,
             "env": {"id": env_id},
-            "maml": {"estimator": estimator},
+            **(config or {}),
         }
     )
     save_config(cfg, run / "config.yaml")
@@ -241,7 +241,14 @@ def test_compare_writes_report_summary_and_plots(runs, tmp_path):
 
 def test_maml_with_the_dice_estimator_is_a_method_of_its_own(runs, tmp_path):
     dice = [
-        _make_run(tmp_path / "dice", f"dice-{i}", "maml", i, [-1.0] * N, estimator="dice")
+        _make_run(
+            tmp_path / "dice",
+            f"dice-{i}",
+            "maml",
+            i,
+            [-1.0] * N,
+            config={"maml": {"estimator": "dice"}},
+        )
         for i in range(2)
     ]
     summary = compare_runs([*runs, *dice], tmp_path / "out", reps=100)
@@ -254,6 +261,18 @@ def test_maml_with_the_dice_estimator_is_a_method_of_its_own(runs, tmp_path):
     assert summary["groups"]["MAML-DiCE (adam)"]["n_seeds"] == 2
     assert summary["groups"]["MAML (adam)"]["n_seeds"] == 4
     assert not any("differs" in w for w in summary["warnings"])
+
+
+def test_runs_that_differ_in_a_setting_are_compared_as_variants(runs, tmp_path):
+    big_alpha = [
+        _make_run(tmp_path / "a", f"a-{i}", "maml", i, [-2.0] * N, config={"inner": {"lr": 0.5}})
+        for i in range(2)
+    ]
+    summary = compare_runs([*runs[:4], *big_alpha], tmp_path / "out", reps=100)
+    assert list(summary["groups"]) == ["MAML (adam, inner.lr=0.1)", "MAML (adam, inner.lr=0.5)"]
+    variant = summary["groups"]["MAML (adam, inner.lr=0.5)"]
+    assert variant["variant"] == "inner.lr=0.5" and variant["n_seeds"] == 2
+    assert variant["final_return"]["iqm"] == pytest.approx(-2.0)
 
 
 def test_compare_numbers_match_hand_computation(runs, tmp_path):

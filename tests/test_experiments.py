@@ -136,7 +136,7 @@ def test_sweep_files_hold_the_scripts_runs(tmp_path):
     from_file = load_sweep(EXPERIMENTS / "sweeps/navigation2d.yaml")
     assert runs(from_file) == runs(from_script)
     assert from_file.evaluate == from_script.evaluate
-    (estimator,) = study.ablations
+    estimator = study.ablations[0]
     data = _study_helpers().build_ablation_sweep_dict(
         study, estimator, study.full, tmp_path, "trpo"
     )
