@@ -210,6 +210,48 @@ def test_exit_codes_decide_retry(tmp_path, monkeypatch, codes, retries, status, 
     assert all(cmd[2:4] == ["metarl", "train"] for cmd in commands)
 
 
+def test_summary_files_hold_no_absolute_paths(tmp_path, monkeypatch):
+    # Summaries get committed with the results: their paths are relative to their directory.
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs/nav.yaml").write_text(Path(CONFIG).read_text())
+    sweep_file = _write_sweep(
+        tmp_path / "sweep.yaml",
+        base="configs/nav.yaml",
+        out=str(tmp_path / "results/out"),
+        set=TINY,
+        runs=[{"seed": 4}, {"seed": 5}],
+    )
+    sweep = load_sweep(sweep_file)
+    monkeypatch.setattr(_Runner, "attempt", lambda *a: 0)
+    result = run_sweep(sweep)
+    json_path = Path(result.files["json"])
+    text = json_path.read_text()
+    assert str(tmp_path) not in text and str(ROOT) not in text
+    data = json.loads(text)
+
+    def strings(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from strings(v)
+        elif isinstance(value, str):
+            yield value
+
+    assert not [s for s in strings(data) if os.path.isabs(s)]
+    here = json_path.parent
+    assert (here / data["out"]).resolve() == sweep.out
+    assert (here / data["base"]).resolve() == (tmp_path / "configs/nav.yaml").resolve()
+    assert (here / data["sweep"]).resolve() == sweep_file.resolve()
+    assert [(here / r["run_dir"]).resolve() for r in data["runs"]] == [
+        s.run_dir for s in sweep.runs
+    ]
+    assert data["runs"][0]["run_dir"] == "seed=4"
+    markdown = Path(result.files["markdown"]).read_text()
+    assert str(tmp_path) not in markdown and "`../../configs/nav.yaml`" in markdown
+
+
 def test_diverged_run_is_not_rerun(tmp_path, monkeypatch):
     sweep = sweep_from_dict(
         {"base": CONFIG, "out": str(tmp_path / "out"), "set": TINY, "runs": [{"seed": 4}]}

@@ -1,0 +1,126 @@
+"""The flat ratio keys of a ``metarl bench`` result and design.md's targets, met or not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# design.md, "Performance targets"
+TARGET_BATCHED_OVER_LOOP = 5.0
+TARGET_BATCHED_OVER_ROLLOUT = 0.6
+TARGET_POLICY_OVERHEAD = 0.25
+TARGET_HF_OVER_FO = 1.5
+TARGET_NAV_ITERATION_S = 1.0
+TARGET_NAV_SAMPLING_S = 0.2
+
+
+def summarize(result: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Flat ratio keys and the list of design.md targets with met / not met."""
+    env, samp, scal, e2e = (result[k] for k in ("env", "sampler", "scaling", "end_to_end"))
+    ratios: dict[str, Any] = {
+        "env/batched_over_gym_loop": env["ratio_batched_over_loop"],
+        "env/batched_over_gym_loop_unwrapped": env["ratio_batched_over_loop_unwrapped"],
+        "env/batched_over_sync_vector_env": env["ratio_batched_over_sync_vector_env"],
+        "env/batched_over_raw_rollout": env["ratio_batched_over_rollout"],
+        "env/ant_batched_over_raw_rollout": env["ratio_ant_batched_over_rollout"],
+        "sampler/policy_overhead": samp["policy_overhead"]["median"],
+    }
+    for width, r in scal["ratios"].items():
+        for key, value in r.items():
+            ratios[f"scaling/{key}/w{width}"] = value
+    for algorithm, s in scal["slopes"].items():
+        for key, value in s.items():
+            ratios[f"scaling/slope_{key}/{algorithm}"] = value
+    for name, setup in e2e.items():
+        for algorithm, entry in setup["algorithms"].items():
+            ratios[f"end_to_end/{name}/iteration_s/{algorithm}"] = entry["iteration_s"]["median"]
+
+    for name, setup in e2e.items():
+        algs = setup["algorithms"]
+        fo = algs["fomaml"]["iteration_s"]["median"]
+        for algorithm in ("hfmaml", "maml"):
+            ratios[f"end_to_end/{name}/{algorithm}_over_fomaml"] = (
+                algs[algorithm]["iteration_s"]["median"] / fo
+            )
+
+    worst_hf_time = max(r["hfmaml_over_fomaml_time"] for r in scal["ratios"].values())
+    mems = [r["hfmaml_over_fomaml_memory"] for r in scal["ratios"].values()]
+    known = [m for m in mems if m is not None]
+    worst_hf_mem = max(known) if known else float("nan")
+    worst_hf_e2e = max(ratios[f"end_to_end/{name}/hfmaml_over_fomaml"] for name in e2e)
+    nav_setup = e2e["navigation2d"]
+    nav_iter = max(e["iteration_s"]["median"] for e in nav_setup["algorithms"].values())
+    nav_size = (
+        f"{nav_setup['config']['tasks_per_batch']}×{nav_setup['config']['episodes_per_task']}"
+    )
+    samp_nav = samp["config"]["nav"]
+    samp_size = f"{samp_nav['tasks']}×{samp_nav['episodes']}"
+    sl = scal["slopes"]
+    overhead = samp["policy_overhead"]["median"]
+    nav_sampling = samp["navigation_seconds"]["median"]
+
+    def target(text: str, value: float, threshold: float, met: bool) -> dict[str, Any]:
+        return {"target": text, "value": value, "threshold": threshold, "met": bool(met)}
+
+    targets = [
+        target(
+            "batched HalfCheetahVel ≥ 5× Gymnasium HalfCheetah-v5 Python loop",
+            env["ratio_batched_over_loop"],
+            TARGET_BATCHED_OVER_LOOP,
+            env["ratio_batched_over_loop"] >= TARGET_BATCHED_OVER_LOOP,
+        ),
+        target(
+            "batched HalfCheetahVel ≥ 60% of raw mujoco.rollout (same threads)",
+            env["ratio_batched_over_rollout"],
+            TARGET_BATCHED_OVER_ROLLOUT,
+            env["ratio_batched_over_rollout"] >= TARGET_BATCHED_OVER_ROLLOUT,
+        ),
+        target(
+            "policy-in-the-loop overhead over pure batched stepping < 25%",
+            overhead,
+            TARGET_POLICY_OVERHEAD,
+            overhead < TARGET_POLICY_OVERHEAD,
+        ),
+        target(
+            f"Navigation2D {samp_size} sampling well under 0.2 s",
+            nav_sampling,
+            TARGET_NAV_SAMPLING_S,
+            nav_sampling < TARGET_NAV_SAMPLING_S,
+        ),
+        target(
+            "HF-MAML / FO-MAML gradient time, sampling excluded, ≤ 1.5× (worst width)",
+            worst_hf_time,
+            TARGET_HF_OVER_FO,
+            worst_hf_time <= TARGET_HF_OVER_FO,
+        ),
+        target(
+            "HF-MAML / FO-MAML whole meta-iteration time (TRPO) ≤ 1.5× (worst env)",
+            worst_hf_e2e,
+            TARGET_HF_OVER_FO,
+            worst_hf_e2e <= TARGET_HF_OVER_FO,
+        ),
+        target(
+            "HF-MAML / FO-MAML peak gradient memory ≤ 1.5× (worst width)",
+            worst_hf_mem,
+            TARGET_HF_OVER_FO,
+            worst_hf_mem <= TARGET_HF_OVER_FO,
+        ),
+        target(
+            "HF-MAML gradient time grows like O(d) (log-log slope vs d ≤ 1.1)",
+            sl["hfmaml"]["time"],
+            1.1,
+            sl["hfmaml"]["time"] <= 1.1,
+        ),
+        target(
+            "MAML's gradient time grows faster than HF-MAML's (slope difference ≥ 0.1)",
+            sl["maml"]["time"] - sl["hfmaml"]["time"],
+            0.1,
+            sl["maml"]["time"] - sl["hfmaml"]["time"] >= 0.1,
+        ),
+        target(
+            f"Navigation2D {nav_size} meta-iteration (TRPO) well under 1 s (slowest algorithm)",
+            nav_iter,
+            TARGET_NAV_ITERATION_S,
+            nav_iter < TARGET_NAV_ITERATION_S,
+        ),
+    ]
+    return ratios, targets

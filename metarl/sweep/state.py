@@ -1,0 +1,106 @@
+"""What a run's directory and bookkeeping say before the sweep starts it, and its lock."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metarl.logger import read_metrics
+from metarl.sweep.spec import RunSpec, Sweep
+
+# An unfinished run dir without a status of ours whose metrics.jsonl changed this recently is
+# taken to be trained by another process right now, and left alone.
+BUSY_SECONDS = 300.0
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _last_iteration(run_dir: Path) -> int:
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    return int(rows[-1]["iteration"]) if rows else 0
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _DiskState:
+    """What the sweep finds for a run before starting it."""
+
+    state: str  # new | resume | finished | evaluate | diverged | busy
+    iteration: int
+    detail: str = ""
+
+
+def _disk_state(sweep: Sweep, spec: RunSpec) -> _DiskState:
+    status = _read_json(sweep.status_path(spec))
+    run_dir = spec.run_dir
+    has_content = run_dir.is_dir() and any(run_dir.iterdir())
+    last = _last_iteration(run_dir) if has_content else 0
+    same_config = status.get("config_key") == spec.config_key
+    if status.get("status") == "completed" and same_config and last >= spec.iterations:
+        if sweep.evaluate is not None and status.get("evaluated") != sweep.evaluate:
+            return _DiskState("evaluate", last, "trained; evaluation still to do")
+        return _DiskState("finished", last)
+    diverged = list((run_dir / "checkpoints").glob("diverged_iter_*.pt")) if has_content else []
+    if status.get("status") == "diverged" and same_config and diverged:
+        return _DiskState("diverged", last, str(status.get("message", "")))
+    if has_content and last < spec.iterations and status.get("status") in (None, "running"):
+        # Someone may be training it now: a live local pid of ours, or (no pid to check: a
+        # run started outside this sweep, or on a Ray node) a recently written metrics.jsonl.
+        pid = status.get("pid") if status.get("host") == socket.gethostname() else None
+        if pid is not None:
+            if _pid_alive(pid):
+                return _DiskState("busy", last, f"being trained by pid {pid} (not this sweep)")
+        elif (metrics := run_dir / "metrics.jsonl").is_file():
+            age = time.time() - metrics.stat().st_mtime
+            if age < BUSY_SECONDS:
+                return _DiskState(
+                    "busy",
+                    last,
+                    f"metrics.jsonl was written {age:.0f} s ago by a process this sweep does not "
+                    "own; wait for it to end (or stop it), then run the sweep again to resume it",
+                )
+    if not has_content:
+        return _DiskState("new", 0)
+    return _DiskState("resume", last)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[bool]:
+    """An exclusive, non-blocking advisory lock on ``path``; yields whether it was acquired."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
