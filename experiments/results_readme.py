@@ -2,10 +2,12 @@
 
     .venv/bin/python experiments/results_readme.py
 
-Reads ``results/<study>/<meta_optimizer>/summary.json`` (written by ``metarl compare``),
-``results/analytic/summary.json`` and ``results/benchmarks/bench.json``; sections whose inputs
-do not exist yet say so. The prose around the tables states what the numbers show and is kept
-here next to the code that fills them in.
+Reads ``results/<study>/<meta_optimizer>/summary.json`` and the ablations'
+``results/navigation2d/{estimator,inner_lr}/summary.json`` (written by ``metarl compare``),
+``results/stability/summary.json`` and ``results/analytic/summary.json``, and links
+``results/benchmarks/bench.md``; sections whose inputs do not exist yet say so. The prose
+around the tables states what the numbers show and is kept here next to the code that fills them
+in. ``tests/test_experiments.py`` checks that the committed READMEs match this script's output.
 """
 
 from __future__ import annotations
@@ -111,20 +113,59 @@ def _wall(group: dict[str, Any]) -> float:
     return sum(r["wall_clock_s"] for r in group["runs"]) / len(group["runs"])
 
 
-def _dice_finding() -> str:
-    """The ablation MAML + ``estimator: dice`` (one run), final return as in ``compare``."""
-    path = RESULTS / "navigation2d" / "runs" / "maml-dice-trpo-seed0" / "metrics.jsonl"
-    if not path.is_file():
-        return "MAML with `estimator: dice` is the ablation that separates the two."
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    last = rows[-math.ceil(len(rows) / 10) :]
-    final = sum(r["returns/post_adaptation"] for r in last) / len(last)
+def _by_method(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {g["algorithm"]: g for g in summary["groups"].values()}
+
+
+def _final(group: dict[str, Any]) -> str:
+    final = group["final_return"]
+    return f"{_fmt(final['iqm'])} {_ci(final)}"
+
+
+def _estimator_finding() -> str:
+    """The ablation MAML + ``estimator: dice`` (``--ablation estimator``) against MAML and
+    HF-MAML, from ``results/navigation2d/estimator/summary.json``."""
+    summary = _load(RESULTS / "navigation2d" / "estimator" / "summary.json")
+    if summary is None:
+        return (
+            "MAML with `maml.estimator: dice` (`experiments/navigation2d.py --ablation "
+            "estimator`) is the ablation that separates the two."
+        )
+    g = _by_method(summary)
+    dice, maml, hf = g["maml-dice"], g["maml"], g["hfmaml"]
+    iqm = {k: v["final_return"]["iqm"] for k, v in g.items()}
+    like = (
+        "HF-MAML"
+        if abs(iqm["maml-dice"] - iqm["hfmaml"]) < abs(iqm["maml-dice"] - iqm["maml"])
+        else "MAML"
+    )
+    cause = (
+        "so the score-function term, not avoiding second derivatives, accounts for the gap"
+        if like == "HF-MAML"
+        else "so the term alone does not account for the gap"
+    )
     return (
-        f"The ablation that adds it to MAML (`estimator: dice`, one seed, {len(rows)} "
-        f"iterations, `runs/maml-dice-trpo-seed0`) ends at {_fmt(final)}, like HF-MAML: one "
-        "seed, so a pointer rather than proof that the gap comes from that term and not from "
-        "avoiding second derivatives. Policy entropy falls with and without it, so entropy "
-        "collapse alone does not explain the decay."
+        f"The ablation that adds it to MAML (MAML-DiCE, {dice['n_seeds']} seeds, "
+        f"[report](navigation2d/estimator/report.md)) ends at IQM {_final(dice)}, against "
+        f"{_final(maml)} for MAML and {_final(hf)} for HF-MAML: like {like}, {cause}. Policy "
+        "entropy falls with and without the term, so entropy collapse alone does not explain "
+        "the decay."
+    )
+
+
+def _paper_alpha_finding() -> str:
+    """MAML at the paper script's α = 0.5 (``--ablation inner_lr``) on held-out goals."""
+    summary = _load(RESULTS / "navigation2d" / "inner_lr" / "summary.json")
+    if summary is None or not summary.get("adaptation"):
+        return "An α = 0.5 run (`experiments/navigation2d.py --ablation inner_lr`) is the check."
+    groups = summary["adaptation"]["groups"]
+    label = next(lb for lb in groups if "inner.lr=0.5" in lb)
+    steps = [_fmt(s["mean"]) for s in groups[label]["steps"]]
+    n = groups[label]["n_seeds"]
+    return (
+        f"With α = 0.5 (`--ablation inner_lr`, {n} seed{'s' if n > 1 else ''}, "
+        f"[report](navigation2d/inner_lr/report.md)) MAML reaches {' / '.join(steps)} after "
+        "0–3 steps (α every step; the paper halves it after the first)."
     )
 
 
@@ -170,7 +211,7 @@ def navigation_findings() -> list[str]:
         f"{_fmt(t['hfmaml']['max_drawdown'])} (MAML {_fmt(t['maml']['max_drawdown'])}) and whose "
         f"seeds agree to {_fmt(t['hfmaml']['across_seed_std'], 2)}. With the default "
         "`maml.estimator: standard`, MAML's inner Hessian omits the score-function term that "
-        "HF-MAML's likelihood-ratio finite differences include. " + _dice_finding(),
+        "HF-MAML's likelihood-ratio finite differences include. " + _estimator_finding(),
         *_reference_finding(),
         f"- **One step or more.** HF-MAML has the best one-step held-out return "
         f"({_fmt(_adapt(trpo, 'hfmaml', 1))}) but does not improve with further steps "
@@ -188,9 +229,8 @@ def navigation_findings() -> list[str]:
         f"- **Against the MAML paper** (Finn et al. 2017, Fig. 5): the 0-step return matches "
         f"({_fmt(maml_k[0])} here, −40.4 there), but after 1–3 steps the paper reports −11.7 / "
         f"−3.3 / −3.2 and we reach {_fmt(maml_k[1])} / {_fmt(maml_k[2])} / {_fmt(maml_k[3])}. "
-        "The direction agrees, the magnitude does not: the paper's released script adapts with "
-        "α = 0.5 (its text says 0.1, which we use) and trains longer; an α = 0.5 run is the "
-        "next experiment to close the gap.",
+        "The direction agrees, the magnitude does not at α = 0.1 (the paper's text; its released "
+        "script adapts with α = 0.5). " + _paper_alpha_finding(),
         "",
     ]
 
@@ -256,6 +296,52 @@ def cheetah_findings() -> list[str]:
     return [*lines, ""]
 
 
+STABILITY_NAMES = {"maml": "MAML", "fomaml": "FO-MAML", "hfmaml": "HF-MAML"}
+
+
+def _spread(cells: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """Worst and best final mean over a factor's values, and the mean across-seed std."""
+    means = [c["final_mean"] for c in cells if math.isfinite(c["final_mean"])]
+    stds = [c["final_std"] for c in cells if math.isfinite(c["final_std"])]
+    if not means:
+        return math.nan, math.nan, math.nan
+    return min(means), max(means), (sum(stds) / len(stds) if stds else math.nan)
+
+
+def stability_section() -> list[str]:
+    """The stability study: per factor and algorithm, the range of final returns over the
+    factor's values, the mean across-seed std and the divergences; the plots."""
+    summary = _load(RESULTS / "stability" / "summary.json")
+    lines = ["## Stability study (Navigation2D, Adam, one factor at a time)", ""]
+    if summary is None:
+        return [*lines, "Not run yet: `experiments/stability.py`.", ""]
+    algorithms = summary["algorithms"]
+    runs = summary["runs"]
+    diverged = sum(bool(r["diverged"]) for r in runs)
+    default = ", ".join(f"`{k}={v:g}`" for k, v in summary["default_point"].items())
+    lines += [
+        f"{len(runs)} finished runs ({diverged} diverged) around {default}; full tables in "
+        "[stability/report.md](stability/report.md). Per factor: the worst → best final "
+        "post-adaptation return (training tasks, mean over seeds) across the factor's values, "
+        "and in brackets the mean across-seed std.",
+        "",
+        "| factor | values | " + " | ".join(STABILITY_NAMES[a] for a in algorithms) + " |",
+        "|---|---|" + "---:|" * len(algorithms),
+    ]
+    for factor in summary["factors"].values():
+        cells = []
+        for algorithm in algorithms:
+            low, high, std = _spread(factor["results"][algorithm])
+            n_div = sum(c["n_diverged"] for c in factor["results"][algorithm])
+            div = f"; {n_div} diverged" if n_div else ""
+            cells.append(f"{_fmt(low)} → {_fmt(high)} ({_fmt(std, 2)}{div})")
+        values = ", ".join(f"{v:g}" for v in factor["values"])
+        lines.append(f"| {factor['label']} | {values} | " + " | ".join(cells) + " |")
+    for key, figure in summary.get("figures", {}).items():
+        lines += ["", f"![{key}](stability/{figure})"]
+    return [*lines, ""]
+
+
 def analytic_section() -> list[str]:
     summary = _load(RESULTS / "analytic" / "summary.json")
     lines = ["## Analytic task family (closed-form ∇F)", ""]
@@ -304,7 +390,8 @@ def readme_headline() -> list[str]:
     ]
 
 
-def main() -> int:
+def results_readme() -> str:
+    """The text of ``results/README.md``."""
     lines = [
         "# Results",
         "",
@@ -321,6 +408,7 @@ def main() -> int:
         "half_cheetah_vel", "HalfCheetahVel (20 tasks × 10 episodes, horizon 200, Gymnasium timing)"
     )
     lines += [*cheetah[:2], *cheetah_findings(), *cheetah[2:]]
+    lines += stability_section()
     lines += analytic_section()
     lines += [
         "## Speed",
@@ -328,16 +416,24 @@ def main() -> int:
         "See [benchmarks/bench.md](benchmarks/bench.md) (`metarl bench`).",
         "",
     ]
-    (RESULTS / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    return "\n".join(lines)
+
+
+def main_readme(text: str) -> str:
+    """``text`` (the main README) with the block between its results markers regenerated."""
+    if README_BEGIN not in text or README_END not in text:
+        return text
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    return head + "\n".join([README_BEGIN, *readme_headline(), README_END]) + tail
+
+
+def main() -> int:
+    (RESULTS / "README.md").write_text(results_readme(), encoding="utf-8")
     print(f"wrote {RESULTS / 'README.md'}")
     readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    if README_BEGIN in text and README_END in text:
-        head, rest = text.split(README_BEGIN, 1)
-        _, tail = rest.split(README_END, 1)
-        block = "\n".join([README_BEGIN, *readme_headline(), README_END])
-        readme.write_text(head + block + tail, encoding="utf-8")
-        print(f"updated {readme}")
+    readme.write_text(main_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"updated {readme}")
     return 0
 
 

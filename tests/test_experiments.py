@@ -280,3 +280,13 @@ def test_half_cheetah_vel_quick_tiny_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "adam/summary.json").read_text())
     assert set(summary["groups"]) == {"FO-MAML (adam)", "HF-MAML (adam)"}
     assert summary["env_id"] == "metarl/HalfCheetahVel-v0"
+
+
+def test_committed_readmes_match_the_committed_summaries():
+    """results/README.md and the main README's results block are what
+    experiments/results_readme.py writes from the committed summary.json files (no number is
+    typed by hand): rerun that script after committing new results."""
+    module = _script("results_readme")
+    assert (ROOT / "results/README.md").read_text(encoding="utf-8") == module.results_readme()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme == module.main_readme(readme)
