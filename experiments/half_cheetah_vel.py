@@ -15,10 +15,12 @@ experiments/configs/half_cheetah_vel_finn2017.yaml --out results/half_cheetah_ve
 
 Budget (defaults): per iteration 20 tasks × 10 episodes × 200 steps = 40k env steps for the inner
 batch and 40k for the outer batch, 80k env steps (120k for HF-MAML, whose Hessian batch D_h is a
-third, independent batch); 150 iterations = 12M env steps per run (18M HF-MAML); 9 runs. Estimated
-(not measured) wall-clock on 2 CPU cores, 2 runs at a time: ≈ 5 s/iteration (≈ 4 s of sampling at
-≈ 20k env steps/s per core plus the meta-update; HF-MAML ≈ 7 s), ≈ 12-18 min per run, so
-≈ 1-1.5 h for the 9 runs: feasible on 2 cores. ``--meta-optimizer trpo adam`` doubles it.
+third, independent batch); 150 iterations = 12M env steps per run (18M HF-MAML); 9 runs. Measured
+wall-clock on 2 CPU cores, 2 runs at a time (one core each; seed-0 and seed-1 runs): MAML ≈ 9-10
+s/iteration (≈ 30 min per run; sampling ≈ 2.5 s, the rest TRPO and the second-order meta-gradient),
+HF-MAML ≈ 8.6 s (≈ 22 min), FO-MAML ≈ 5 s (≈ 13 min). So ≈ 1.6 h for the 9 runs, plus the held-out
+evaluation of each run (3.2M env steps: 40 tasks × 10 episodes × 4 stages × 2 initializations).
+``--meta-optimizer trpo adam`` roughly doubles it.
 
 ``--quick``: 5 tasks × 4 episodes, 10 iterations, 2 seeds, Adam only, into
 ``runs/quick/half_cheetah_vel`` (a few minutes).
