@@ -26,7 +26,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from metarl.compare import CompareError, compare_runs  # noqa: E402
-from metarl.config import META_OPTIMIZERS  # noqa: E402
+from metarl.config import META_OPTIMIZERS, ConfigError, load_config  # noqa: E402
+from metarl.logger import read_metrics  # noqa: E402
 from metarl.sweep import (  # noqa: E402
     BACKENDS,
     Sweep,
@@ -187,29 +188,46 @@ def build_ablation_sweep_dict(
         meta_optimizers=(meta_optimizer,),
         algorithms=(ablation.algorithm,),
     )
-    return {**data, "set": {**data["set"], **ablation.overrides}, "name": ablation.run_name}
+    runs = [{**run, **ablation.overrides} for run in data["runs"]]  # over per-run settings too
+    summary = f"sweep_summary_{ablation.name}"  # the study's own summary stays as it is
+    return {**data, "runs": runs, "name": ablation.run_name, "summary": summary}
 
 
 def ablation_run_dirs(
     ablation: Ablation, sweep: Sweep, result: SweepResult, out: Path, meta_optimizer: str
 ) -> list[Path]:
-    """The ablation's finished runs and the study's runs it is compared with (same seeds and
-    meta-optimizer; those not trained yet are left out with a note)."""
+    """The ablation's finished runs and the study's runs it is compared with (same seeds,
+    meta-optimizer and iterations; those not trained to the end are left out with a note)."""
     done = [o for o in result.outcomes if o.status in ("completed", "diverged")]
-    seed_of = {spec.name: spec.cfg.seed for spec in sweep.runs}
+    spec_of = {spec.name: spec for spec in sweep.runs}
     run_dirs = [o.run_dir for o in done]
     for algorithm in ablation.compare_with:
         for outcome in done:
+            cfg = spec_of[outcome.name].cfg
             name = RUN_NAME.format(
-                algorithm=algorithm,
-                meta_optimizer=meta_optimizer,
-                seed=seed_of[outcome.name],
+                algorithm=algorithm, meta_optimizer=meta_optimizer, seed=cfg.seed
             )
-            if (out / "runs" / name / "metrics.jsonl").is_file():
-                run_dirs.append(out / "runs" / name)
+            run_dir = out / "runs" / name
+            if _finished(run_dir, cfg.iterations):
+                run_dirs.append(run_dir)
             else:
-                print(f"{ablation.name}: no study run '{name}' to compare with", file=sys.stderr)
+                print(
+                    f"{ablation.name}: no study run '{name}' with {cfg.iterations} finished "
+                    "iterations to compare with",
+                    file=sys.stderr,
+                )
     return run_dirs
+
+
+def _finished(run_dir: Path, iterations: int) -> bool:
+    """``run_dir`` was trained for exactly ``iterations`` iterations, all of them done."""
+    try:
+        cfg = load_config(run_dir / "config.yaml")
+    except ConfigError:
+        return False
+    return (
+        cfg.iterations == iterations and len(read_metrics(run_dir / "metrics.jsonl")) >= iterations
+    )
 
 
 def compare_group(
@@ -362,6 +380,9 @@ def run_ablation(
     study: Study, ablation: Ablation, budget: Budget, out: Path, args: argparse.Namespace
 ) -> int:
     """Train an ablation's runs, then compare them with the study's into ``<out>/<name>/``."""
+    if args.meta_optimizer and len(args.meta_optimizer) > 1:
+        print("error: --ablation takes one --meta-optimizer", file=sys.stderr)
+        return 2
     meta_optimizer = (args.meta_optimizer or budget.meta_optimizers)[0]
     data = build_ablation_sweep_dict(
         study,

@@ -100,12 +100,29 @@ def study_section(name: str, title: str) -> list[str]:
     return lines
 
 
+def _num(x: Any) -> float | None:
+    """A finite number, or None (summaries store NaN as null)."""
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
+
+
+def _labelled(summary: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """{method: (label, group)} over the groups that are not variants of another."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for label, g in summary["groups"].items():
+        if g.get("variant"):
+            continue
+        if g["algorithm"] in out:
+            raise ValueError(f"two groups of method {g['algorithm']!r}: {label}")
+        out[g["algorithm"]] = (label, g)
+    return out
+
+
 def _group(summary: dict[str, Any], algorithm: str) -> dict[str, Any]:
-    return next(g for g in summary["groups"].values() if g["algorithm"] == algorithm)
+    return _labelled(summary)[algorithm][1]
 
 
 def _adapt(summary: dict[str, Any], algorithm: str, k: int) -> float:
-    label = next(lb for lb, g in summary["groups"].items() if g["algorithm"] == algorithm)
+    label = _labelled(summary)[algorithm][0]
     return summary["adaptation"]["groups"][label]["steps"][k]["mean"]
 
 
@@ -113,59 +130,103 @@ def _wall(group: dict[str, Any]) -> float:
     return sum(r["wall_clock_s"] for r in group["runs"]) / len(group["runs"])
 
 
-def _by_method(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {g["algorithm"]: g for g in summary["groups"].values()}
-
-
 def _final(group: dict[str, Any]) -> str:
     final = group["final_return"]
-    return f"{_fmt(final['iqm'])} {_ci(final)}"
+    return f"{_fmt(_num(final['iqm']))} {_ci(final)}"
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _entropy(pattern: str) -> tuple[float, float] | None:
+    """Mean ``policy/entropy`` over the first and the last 10% of iterations, averaged over the
+    runs ``results/navigation2d/runs/<pattern>``."""
+    firsts, lasts = [], []
+    for path in sorted((RESULTS / "navigation2d" / "runs").glob(f"{pattern}/metrics.jsonl")):
+        values = [
+            v
+            for line in path.read_text().splitlines()
+            if (v := _num(json.loads(line).get("policy/entropy"))) is not None
+        ]
+        if values:
+            n = math.ceil(len(values) / 10)
+            firsts.append(sum(values[:n]) / n)
+            lasts.append(sum(values[-n:]) / n)
+    if not firsts:
+        return None
+    return sum(firsts) / len(firsts), sum(lasts) / len(lasts)
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    ca, cb = a["final_return"].get("ci95"), b["final_return"].get("ci95")
+    if not ca or not cb or None in (*ca, *cb):
+        return None
+    return ca[0] <= cb[1] and cb[0] <= ca[1]
 
 
 def _estimator_finding() -> str:
     """The ablation MAML + ``estimator: dice`` (``--ablation estimator``) against MAML and
     HF-MAML, from ``results/navigation2d/estimator/summary.json``."""
     summary = _load(RESULTS / "navigation2d" / "estimator" / "summary.json")
-    if summary is None:
+    g = {k: v for k, (_, v) in _labelled(summary).items()} if summary else {}
+    if not {"maml", "maml-dice", "hfmaml"} <= set(g):
         return (
             "MAML with `maml.estimator: dice` (`experiments/navigation2d.py --ablation "
             "estimator`) is the ablation that separates the two."
         )
-    g = _by_method(summary)
     dice, maml, hf = g["maml-dice"], g["maml"], g["hfmaml"]
-    iqm = {k: v["final_return"]["iqm"] for k, v in g.items()}
-    like = (
-        "HF-MAML"
-        if abs(iqm["maml-dice"] - iqm["hfmaml"]) < abs(iqm["maml-dice"] - iqm["maml"])
-        else "MAML"
-    )
-    cause = (
-        "so the score-function term, not avoiding second derivatives, accounts for the gap"
-        if like == "HF-MAML"
-        else "so the term alone does not account for the gap"
-    )
-    return (
-        f"The ablation that adds it to MAML (MAML-DiCE, {dice['n_seeds']} seeds, "
+    with_hf, with_maml = _overlap(dice, hf), _overlap(dice, maml)
+    if with_hf and with_maml is False:
+        verdict = (
+            "its 95% CI overlaps HF-MAML's and not MAML's, so the score-function term, not "
+            "avoiding second derivatives, accounts for most of the gap"
+        )
+    elif with_maml and with_hf is False:
+        verdict = (
+            "its 95% CI overlaps MAML's and not HF-MAML's, so the term alone does not "
+            "account for the gap"
+        )
+    else:
+        verdict = "the CIs do not separate the explanations"
+    text = (
+        f"The ablation that adds the term to MAML (MAML-DiCE, {_seeds(dice['n_seeds'])}, "
         f"[report](navigation2d/estimator/report.md)) ends at IQM {_final(dice)}, against "
-        f"{_final(maml)} for MAML and {_final(hf)} for HF-MAML: like {like}, {cause}. Policy "
-        "entropy falls with and without the term, so entropy collapse alone does not explain "
-        "the decay."
+        f"{_final(maml)} for MAML and {_final(hf)} for HF-MAML: {verdict}."
     )
+    e_dice, e_maml = _entropy("maml-dice-trpo-seed*"), _entropy("maml-trpo-seed*")
+    if e_dice and e_maml:
+        text += (
+            f" Policy entropy (first → last 10% of iterations) falls from {_fmt(e_dice[0], 2)} "
+            f"to {_fmt(e_dice[1], 2)} with the term and from {_fmt(e_maml[0], 2)} to "
+            f"{_fmt(e_maml[1], 2)} without it, so entropy collapse alone does not explain the "
+            "decay."
+        )
+    return text
 
 
 def _paper_alpha_finding() -> str:
     """MAML at the paper script's α = 0.5 (``--ablation inner_lr``) on held-out goals."""
     summary = _load(RESULTS / "navigation2d" / "inner_lr" / "summary.json")
+    missing = "An α = 0.5 run (`experiments/navigation2d.py --ablation inner_lr`) is the check."
     if summary is None or not summary.get("adaptation"):
-        return "An α = 0.5 run (`experiments/navigation2d.py --ablation inner_lr`) is the check."
-    groups = summary["adaptation"]["groups"]
-    label = next(lb for lb in groups if "inner.lr=0.5" in lb)
-    steps = [_fmt(s["mean"]) for s in groups[label]["steps"]]
-    n = groups[label]["n_seeds"]
+        return missing
+    label = next(
+        (
+            lb
+            for lb, g in summary["groups"].items()
+            if g["algorithm"] == "maml" and g.get("variant_settings", {}).get("inner.lr") == 0.5
+        ),
+        None,
+    )
+    entry = summary["adaptation"]["groups"].get(label) if label else None
+    if entry is None:
+        return missing
+    steps = [_fmt(_num(s["mean"])) for s in entry["steps"]]
     return (
-        f"With α = 0.5 (`--ablation inner_lr`, {n} seed{'s' if n > 1 else ''}, "
+        f"With α = 0.5 (`--ablation inner_lr`, {_seeds(entry['n_seeds'])}, "
         f"[report](navigation2d/inner_lr/report.md)) MAML reaches {' / '.join(steps)} after "
-        "0–3 steps (α every step; the paper halves it after the first)."
+        f"0–{len(steps) - 1} steps (α every step; the paper halves it after the first)."
     )
 
 
@@ -299,13 +360,13 @@ def cheetah_findings() -> list[str]:
 STABILITY_NAMES = {"maml": "MAML", "fomaml": "FO-MAML", "hfmaml": "HF-MAML"}
 
 
-def _spread(cells: list[dict[str, Any]]) -> tuple[float, float, float]:
+def _spread(cells: list[dict[str, Any]]) -> tuple[float | None, float | None, float | None]:
     """Worst and best final mean over a factor's values, and the mean across-seed std."""
-    means = [c["final_mean"] for c in cells if math.isfinite(c["final_mean"])]
-    stds = [c["final_std"] for c in cells if math.isfinite(c["final_std"])]
+    means = [m for c in cells if (m := _num(c["final_mean"])) is not None]
+    stds = [x for c in cells if (x := _num(c["final_std"])) is not None]
     if not means:
-        return math.nan, math.nan, math.nan
-    return min(means), max(means), (sum(stds) / len(stds) if stds else math.nan)
+        return None, None, None
+    return min(means), max(means), (sum(stds) / len(stds) if stds else None)
 
 
 def stability_section() -> list[str]:

@@ -6,8 +6,10 @@ Python API::
                            "results/nav")
     summary["groups"]["MAML (trpo)"]["final_return"]["iqm"]
 
-Runs are grouped by ``(algorithm, meta_optimizer)`` from their ``config.yaml``; each run is one
-seed. All runs must share one env id. Written to ``OUT_DIR``:
+Runs are grouped by method (the algorithm; ``maml-dice`` for MAML with ``maml.estimator: dice``)
+and meta-optimizer from their ``config.yaml``; runs of one group that differ in a setting the
+method reads (e.g. ``inner.lr``) are split into variants, labelled ``MAML (trpo, inner.lr=0.5)``.
+Each run is one seed. All runs must share one env id. Written to ``OUT_DIR``:
 
 * ``learning_curve_{iterations,env_steps,wall_clock}.png``: ``returns/post_adaptation`` (solid,
   mean across seeds with a pointwise 95% bootstrap band) and ``returns/pre_adaptation``
@@ -78,7 +80,7 @@ BAND_REPS = 1000
 CURVE_POINTS = 200  # grid points of the env-step and wall-clock axes
 TARGET_FRACTION = 0.9
 POST, PRE, GRAD_NORM = "returns/post_adaptation", "returns/pre_adaptation", "meta/grad_norm"
-# Config sections that may differ between seeds of one group without a warning.
+# Config sections that may differ between seeds of one group without making it two variants.
 _SEED_KEYS = ("seed", "iterations", "eval", "checkpoint", "sampler", "device")
 AXES = {
     "iterations": ("iteration", "meta-iteration"),
@@ -232,12 +234,17 @@ def _mean_or_nan(values: Sequence[float | None]) -> float:
 
 @dataclass
 class Group:
-    """Runs of one method and meta-optimizer (``key``) that differ only in their seeds;
-    ``variant`` names the config values that set it apart from runs of the same key."""
+    """Runs of one method and meta-optimizer (``key``) with the same settings apart from seeds,
+    budgets (iterations, eval, checkpoints, sampler) and env. ``settings``: the config values
+    that set it apart from other groups of the same key (empty when there is one such group)."""
 
     key: tuple[str, str]
     runs: list[Run] = field(default_factory=list)
-    variant: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variant(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.settings.items())
 
     @property
     def label(self) -> str:
@@ -259,9 +266,10 @@ def _group_numbers(
     if good.size >= 2:
         ci = list(stratified_bootstrap_ci(good[:, None], iqm, reps=reps, seed=seed))
     out: dict[str, Any] = {
-        "algorithm": group.key[0],
+        "algorithm": group.key[0],  # the method: maml-dice for MAML with the DiCE estimator
         "meta_optimizer": group.key[1],
         "variant": group.variant,
+        "variant_settings": group.settings,
         "seeds": [r["seed"] for r in per_run],
         "n_seeds": len(per_run),
         "runs": per_run,
@@ -486,21 +494,51 @@ def _config_value(cfg: TrainConfig, dotted: str) -> Any:
     return value
 
 
+def _unused_sections(method: str, meta_optimizer: str) -> tuple[str, ...]:
+    """Config sections that runs of ``method`` with ``meta_optimizer`` do not read: runs that
+    differ only there are one group, not variants."""
+    unused = ["hfmaml"] if method != "hfmaml" else []
+    if method not in ("maml", "maml-dice"):
+        unused.append("maml")
+    if meta_optimizer == "trpo":
+        unused.append("outer")
+    else:
+        unused.append("trpo")
+    if meta_optimizer != "adam":
+        unused.append("outer.adam_betas")
+    if meta_optimizer != "sgd" and method != "hfmaml":
+        unused.append("theory")
+    return tuple(unused)
+
+
+def _order_key(value: Any) -> tuple[int, float, str]:
+    """Numbers in numeric order, then everything else by its text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return 0, float(value), ""
+    return 1, 0.0, str(value)
+
+
 def _split_variants(key: tuple[str, str], runs: list[Run]) -> list[Group]:
-    """One group per setting of the config keys (other than seeds, budgets and env) in which
-    runs of the same method differ, e.g. ``inner.lr=0.1`` and ``inner.lr=0.5``."""
+    """One group per setting of the config keys (other than seeds, budgets, env and sections
+    the method does not read) in which runs of the same method differ, e.g. ``inner.lr=0.1``
+    and ``inner.lr=0.5``, in increasing order of those settings."""
+    ignore = (*_SEED_KEYS, *_unused_sections(*key))
     varied: list[str] = []
     for run in runs[1:]:
-        for d in diff_configs(runs[0].cfg, run.cfg, ignore=_SEED_KEYS):
+        for d in diff_configs(runs[0].cfg, run.cfg, ignore=ignore):
             if not d.startswith("env.") and d not in varied:
                 varied.append(d)
     if not varied:
         return [Group(key, list(runs))]
-    variants: dict[str, list[Run]] = {}
+    variants: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
-        name = ", ".join(f"{k}={_config_value(run.cfg, k)}" for k in varied)
-        variants.setdefault(name, []).append(run)
-    return [Group(key, members, name) for name, members in variants.items()]
+        values = tuple(_config_value(run.cfg, k) for k in varied)
+        variants.setdefault(tuple(map(repr, values)), []).append(run)
+    groups = []
+    for members in variants.values():
+        settings = {k: _config_value(members[0].cfg, k) for k in varied}
+        groups.append(Group(key, members, settings))
+    return sorted(groups, key=lambda g: [_order_key(v) for v in g.settings.values()])
 
 
 def _group_runs(runs: Sequence[Run]) -> list[Group]:
@@ -692,9 +730,9 @@ def _report(summary: Mapping[str, Any], groups: Sequence[Group]) -> str:
     lines = [
         f"# Comparison on `{env_id}`",
         "",
-        f"{len(summary['runs'])} runs in {len(groups)} groups (algorithm, meta-optimizer); each "
-        "run is one seed. Returns are sums of rewards per episode; training-task returns come "
-        "from each run's `metrics.jsonl`.",
+        f"{len(summary['runs'])} runs in {len(groups)} groups (method, meta-optimizer, "
+        "variant); each run is one seed. Returns are sums of rewards per episode; "
+        "training-task returns come from each run's `metrics.jsonl`.",
         "",
         "## Runs",
         "",
@@ -808,7 +846,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "compare",
         help="compare runs (algorithms × seeds): IQM with bootstrap CIs, curves, stability",
         description=(
-            "Group runs of one environment by (algorithm, meta_optimizer), aggregate their "
+            "Group runs of one environment by method, meta-optimizer and variant, aggregate their "
             "seeds and write learning and adaptation curves (PNG), report.md and summary.json "
             "to --out. Exit codes: 0 done, 2 unusable runs or arguments."
         ),

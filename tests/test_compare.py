@@ -268,11 +268,24 @@ def test_runs_that_differ_in_a_setting_are_compared_as_variants(runs, tmp_path):
         _make_run(tmp_path / "a", f"a-{i}", "maml", i, [-2.0] * N, config={"inner": {"lr": 0.5}})
         for i in range(2)
     ]
-    summary = compare_runs([*runs[:4], *big_alpha], tmp_path / "out", reps=100)
+    summary = compare_runs([*big_alpha, *runs[:4]], tmp_path / "out", reps=100)
+    # in increasing order of the setting, whatever the order of the run dirs
     assert list(summary["groups"]) == ["MAML (adam, inner.lr=0.1)", "MAML (adam, inner.lr=0.5)"]
     variant = summary["groups"]["MAML (adam, inner.lr=0.5)"]
     assert variant["variant"] == "inner.lr=0.5" and variant["n_seeds"] == 2
+    assert variant["variant_settings"] == {"inner.lr": 0.5}
     assert variant["final_return"]["iqm"] == pytest.approx(-2.0)
+
+
+def test_settings_a_method_does_not_read_do_not_make_variants(runs, tmp_path):
+    # Adam runs ignore trpo.*, MAML ignores hfmaml.*: still one group of 6 seeds.
+    other = [
+        _make_run(tmp_path / "o", "kl", "maml", 7, [-2.0] * N, config={"trpo": {"max_kl": 0.05}}),
+        _make_run(tmp_path / "o", "hf", "maml", 8, [-2.0] * N, config={"hfmaml": {"delta": 0.1}}),
+    ]
+    summary = compare_runs([*runs[:4], *other], tmp_path / "out", reps=100)
+    assert list(summary["groups"]) == ["MAML (adam)"]
+    assert summary["groups"]["MAML (adam)"]["n_seeds"] == 6
 
 
 def test_compare_numbers_match_hand_computation(runs, tmp_path):

@@ -86,6 +86,8 @@ def test_navigation2d_quick_tiny_end_to_end(tmp_path):
     assert dice.algorithm == "maml" and dice.maml.estimator == "dice"
     summary = json.loads((tmp_path / "estimator/summary.json").read_text())
     assert list(summary["groups"]) == ["MAML (adam)", "MAML-DiCE (adam)", "HF-MAML (adam)"]
+    assert json.loads((runs / "sweep_summary.json").read_text())["counts"]["runs"] == 3
+    assert json.loads((runs / "sweep_summary_estimator.json").read_text())["counts"]["runs"] == 1
 
 
 def test_navigation2d_defaults_resume_the_runs_started_by_hand(tmp_path):
@@ -144,6 +146,7 @@ def test_sweep_files_hold_the_scripts_runs(tmp_path):
     from_file = load_sweep(EXPERIMENTS / "sweeps/navigation2d_dice.yaml")
     assert runs(from_file) == runs(from_script)
     assert from_file.evaluate == from_script.evaluate
+    assert from_file.summary_name == from_script.summary_name == "sweep_summary_estimator"
 
     stability = _script("stability")
     from_script = sweep_from_dict(stability.build_sweep_dict(stability.FULL, tmp_path))
@@ -290,3 +293,27 @@ def test_committed_readmes_match_the_committed_summaries():
     assert (ROOT / "results/README.md").read_text(encoding="utf-8") == module.results_readme()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme == module.main_readme(readme)
+
+
+def test_results_readme_copes_with_missing_and_diverged_results(tmp_path, monkeypatch):
+    module = _script("results_readme")
+    monkeypatch.setattr(module, "RESULTS", tmp_path)
+    assert "Not run yet" in module.results_readme()  # nothing there yet
+    cell = {"value": 0.1, "n_runs": 1, "n_diverged": 1, "final_mean": None, "final_std": None}
+    good = {"value": 0.5, "n_runs": 2, "n_diverged": 0, "final_mean": -20.0, "final_std": None}
+    stability = {
+        "algorithms": ["maml"],
+        "default_point": {"inner.lr": 0.1},
+        "runs": [{"diverged": True}, {"diverged": False}, {"diverged": False}],
+        "factors": {
+            "inner.lr": {
+                "label": "inner lr α",
+                "values": [0.1, 0.5],
+                "results": {"maml": [cell, good]},
+            }
+        },
+    }
+    (tmp_path / "stability").mkdir()
+    (tmp_path / "stability/summary.json").write_text(json.dumps(stability))
+    text = module.results_readme()
+    assert "| inner lr α | 0.1, 0.5 | -20.0 → -20.0 (–; 1 diverged) |" in text

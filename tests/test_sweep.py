@@ -252,6 +252,20 @@ def test_summary_files_hold_no_absolute_paths(tmp_path, monkeypatch):
     assert str(tmp_path) not in markdown and "`../../configs/nav.yaml`" in markdown
 
 
+def test_sweeps_sharing_an_out_dir_keep_their_own_summaries(tmp_path, monkeypatch):
+    monkeypatch.setattr(_Runner, "attempt", lambda *a: 0)
+    out = str(tmp_path / "out")
+    run_sweep(sweep_from_dict({"base": CONFIG, "out": out, "set": TINY, "runs": [{"seed": 1}]}))
+    extra = {"base": CONFIG, "out": out, "set": TINY, "runs": [{"seed": 2}], "summary": "extra"}
+    run_sweep(sweep_from_dict(extra))
+    main = json.loads((tmp_path / "out/sweep_summary.json").read_text())
+    assert [r["name"] for r in main["runs"]] == ["seed=1"]
+    assert [r["name"] for r in json.loads((tmp_path / "out/extra.json").read_text())["runs"]] == [
+        "seed=2"
+    ]
+    assert (tmp_path / "out/extra.md").is_file()
+
+
 def test_diverged_run_is_not_rerun(tmp_path, monkeypatch):
     sweep = sweep_from_dict(
         {"base": CONFIG, "out": str(tmp_path / "out"), "set": TINY, "runs": [{"seed": 4}]}
@@ -326,6 +340,7 @@ def _bad(tmp_path: Path, **data) -> str:
         ({"base": CONFIG, "out": "o", "runs": [{"seed": 1}], "grid": {"seed": [0]}}, "'seed'"),
         ({"base": CONFIG, "out": "o", "grid": {"seed": [0, 1]}, "name": "x"}, "both get"),
         ({"base": CONFIG, "out": "o", "runs": [{}], "name": "{sed}"}, "{sed}"),
+        ({"base": CONFIG, "out": "o", "runs": [{}], "summary": "a/b"}, "'summary' = 'a/b'"),
     ],
 )
 def test_bad_sweep_files_give_one_line_errors(tmp_path, capsys, data, expected):

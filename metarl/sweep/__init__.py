@@ -11,6 +11,8 @@
     name: "{algorithm}-{meta_optimizer}-seed{seed}"      # optional run-dir name template
     cpus_per_run: 1                      # default 1
     evaluate: {tasks: 40, steps: 3}      # optional: metarl evaluate after each finished run
+    summary: sweep_summary               # OUT/<summary>.{json,md}; give two sweeps that share
+                                         # OUT different names so neither overwrites the other
 
 Each run is an ordinary run dir ``OUT/NAME`` (the layout of ``metarl train``, so ``metarl
 compare OUT/*/`` works). NAME is the ``name`` template formatted with the run's resolved config
@@ -34,7 +36,8 @@ unfinished run dir that another process is training (a live pid recorded by an e
 this host or, without one, a ``metrics.jsonl`` written in the last 5 minutes) is left alone and
 reported as failed, never trained twice at once.
 The sweep ends with a table of completed / retried / diverged / failed runs, printed and written
-to ``OUT/sweep_summary.json`` and ``OUT/sweep_summary.md`` (their paths relative to ``OUT``).
+to ``OUT/sweep_summary.json`` and ``OUT/sweep_summary.md`` (``summary`` renames them; their
+paths are relative to ``OUT``).
 Exit code: 0 if no run failed (diverged runs are results, not failures), 1 if some run failed,
 2 for a bad sweep file, 130/143 when the sweep was stopped by SIGINT/SIGTERM (running runs
 checkpoint and stop; run the sweep again to continue them).

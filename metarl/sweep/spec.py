@@ -20,7 +20,19 @@ import yaml
 from metarl.config import ConfigError, TrainConfig, config_to_dict, load_config
 from metarl.evaluate import PROTOCOLS
 
-SWEEP_KEYS = ("base", "out", "set", "grid", "runs", "name", "cpus_per_run", "evaluate")
+SWEEP_KEYS = (
+    "base",
+    "out",
+    "set",
+    "grid",
+    "runs",
+    "name",
+    "cpus_per_run",
+    "evaluate",
+    "summary",
+)
+SUMMARY_NAME = "sweep_summary"  # OUT/<summary>.{json,md}
+_SUMMARY_CHARS = re.compile(r"[A-Za-z0-9._-]+")
 # evaluate_run settings -> `metarl evaluate` flags
 EVALUATE_FLAGS = {
     "checkpoint": "--checkpoint",
@@ -73,6 +85,7 @@ class Sweep:
     cpus_per_run: int = 1
     evaluate: dict[str, Any] | None = None
     source: Path | None = None
+    summary_name: str = SUMMARY_NAME
 
     @property
     def bookkeeping(self) -> Path:
@@ -203,6 +216,13 @@ def sweep_from_dict(
     if template is not None and (not isinstance(template, str) or not template.strip()):
         raise SweepError(f"sweep key 'name': expected a template string, got {template!r}")
 
+    summary = data.get("summary", SUMMARY_NAME)
+    if not isinstance(summary, str) or not _SUMMARY_CHARS.fullmatch(summary):
+        raise SweepError(
+            f"sweep key 'summary' = {summary!r}: must be a file name stem "
+            "(letters, digits, '.', '_', '-'), e.g. sweep_summary_ablation"
+        )
+
     if "grid" not in data and "runs" not in data:
         raise SweepError("a sweep needs 'grid' (key -> list of values) and/or 'runs'")
     points: list[dict[str, Any]] = [{}]
@@ -252,7 +272,7 @@ def sweep_from_dict(
                 )
             by_name[name] = label
             specs.append(RunSpec(name, out / name, tuple(own), args, cfg))
-    return Sweep(base, out, tuple(specs), cpus, evaluate, Path(source) if source else None)
+    return Sweep(base, out, tuple(specs), cpus, evaluate, Path(source) if source else None, summary)
 
 
 def load_sweep(path: str | Path) -> Sweep:

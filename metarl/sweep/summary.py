@@ -1,4 +1,5 @@
-"""The end-of-sweep table: printed, and written to ``OUT/sweep_summary.{json,md}``."""
+"""The end-of-sweep table: printed, and written to ``OUT/<summary>.{json,md}`` (the sweep's
+``summary`` key, default ``sweep_summary``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from pathlib import Path
 from metarl.evaluate import write_json
 from metarl.sweep.result import SweepResult
 from metarl.sweep.spec import Sweep
-
-SUMMARY_NAME = "sweep_summary"
 
 
 def _duration(seconds: float) -> str:
@@ -79,13 +78,14 @@ def _relative(path: str | Path, start: Path) -> str:
 
 
 def write_summary(sweep: Sweep, result: SweepResult) -> dict[str, str]:
-    """Write ``OUT/sweep_summary.json`` and ``.md``; return their (absolute) paths.
+    """Write ``OUT/<summary>.json`` and ``.md`` (default ``sweep_summary``); return their
+    (absolute) paths.
 
     The paths in both files (sweep file, base config, run dirs, logs) are relative to OUT, the
     directory of the summary files (``out`` is ``"."``), so a committed summary does not embed
     the machine's directory layout: resolve them with ``summary_path.parent / path``."""
-    json_path = sweep.out / f"{SUMMARY_NAME}.json"
-    md_path = sweep.out / f"{SUMMARY_NAME}.md"
+    json_path = sweep.out / f"{sweep.summary_name}.json"
+    md_path = sweep.out / f"{sweep.summary_name}.md"
     here = json_path.parent
 
     def rel(path: str | Path) -> str:
