@@ -145,13 +145,17 @@ class TheoryConfig:
 @dataclass(frozen=True, kw_only=True)
 class TRPOConfig:
     """TRPO meta-step: KL trust region, conjugate-gradient iterations and damping, backtracking
-    line-search shrink factor in (0, 1) and maximum number of backtracking steps."""
+    line-search shrink factor in (0, 1) and maximum number of backtracking steps.
+    ``fvp_tasks`` in (0, 1]: fraction of the meta-batch's tasks on which the Fisher-vector
+    products of conjugate gradient are estimated (the first ⌈fvp_tasks·K⌉; 1 = all, exact); the
+    line search always uses all tasks."""
 
     max_kl: float = 0.01
     cg_iters: int = 10
     cg_damping: float = 1e-5
     ls_backtrack: float = 0.5
     ls_max_steps: int = 15
+    fvp_tasks: float = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,6 +305,7 @@ _RULES: dict[str, Rule] = {
     "trpo.cg_damping": _ge(0),
     "trpo.ls_backtrack": lambda v: None if 0 < v < 1 else "must be in (0, 1)",
     "trpo.ls_max_steps": _ge(1),
+    "trpo.fvp_tasks": lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
     "sampler.env_threads": _ge(0),
     "sampler.torch_threads": _ge(1),
     "eval.every": _ge(0),

@@ -48,7 +48,7 @@ from metarl.policies import (
     flatten_params,
     unflatten_like,
 )
-from metarl.sampler import EpisodeBatch, Sampler
+from metarl.sampler import EpisodeBatch, Sampler, task_index
 
 ALGORITHMS = ("maml", "fomaml", "hfmaml")
 
@@ -83,6 +83,25 @@ class InnerLoop:
                 step=j,
             )
         return current
+
+    def select(self, tasks: Sequence[int] | slice) -> InnerLoop:
+        """The inner loop restricted to the tasks ``tasks`` (indices or a slice)."""
+        index = task_index(tasks)
+        return InnerLoop(
+            self.policy,
+            self.alpha,
+            self.estimator,
+            self.grad_clip,
+            [b.select(index) for b in self.batches],
+            [a[index] for a in self.advantages],
+            [_select_params(p, index) for p in self.points],
+            _select_params(self.adapted, index),
+            [n[index] for n in self.inner_norms],
+        )
+
+
+def _select_params(params: Params, index: list[int] | slice) -> Params:
+    return {k: v[index] for k, v in params.items()}
 
 
 def run_inner_loop(
@@ -128,6 +147,18 @@ class MetaProblem:
     outer_batch: EpisodeBatch
     outer_advantages: Tensor
     theta_old: Params = field(default_factory=dict)
+
+    def select(self, tasks: Sequence[int] | slice) -> MetaProblem:
+        """The problem restricted to the tasks ``tasks`` (indices or a slice): its loss, KL and
+        Fisher are the means over those tasks only; θ_old is shared and kept."""
+        index = task_index(tasks)
+        return MetaProblem(
+            self.algorithm,
+            self.inner.select(index),
+            self.outer_batch.select(index),
+            self.outer_advantages[index],
+            self.theta_old,
+        )
 
     def adapted(self, params: Params, create_graph: bool = False) -> Params:
         if self.algorithm == "maml":

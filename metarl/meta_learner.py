@@ -78,6 +78,7 @@ class MetaLearner:
             cg_damping=cfg.trpo.cg_damping,
             ls_backtrack=cfg.trpo.ls_backtrack,
             ls_max_steps=cfg.trpo.ls_max_steps,
+            fvp_tasks=cfg.trpo.fvp_tasks,
         )
         self.delta_scale = cfg.hfmaml.delta_scale
         if cfg.hfmaml.delta_rule == "theory" and cfg.inner.lr > 0:

@@ -9,6 +9,9 @@
   rejects the update if none does). F is taken through θ'(θ) of the
   :class:`~metarl.meta_gradients.MetaProblem`: through the inner steps for MAML; for FO-MAML and
   HF-MAML through the first-order map θ'_old + (θ - θ_old), i.e. the Fisher of the adapted policy.
+  With ``fvp_tasks < 1`` F (in the CG products and in sᵀFs) is estimated on the first
+  ⌈fvp_tasks·K⌉ tasks of the meta-batch (rllab's ``subsample_factor``); the line search still
+  checks the KL and the surrogate on all K tasks.
 """
 
 from __future__ import annotations
@@ -105,8 +108,17 @@ def conjugate_gradient(
     return x
 
 
+def fvp_task_count(fvp_tasks: float, num_tasks: int) -> int:
+    """m = max(1, ⌈fvp_tasks·K⌉), the number of tasks whose Fisher TRPO's CG uses."""
+    return max(1, math.ceil(fvp_tasks * num_tasks - 1e-9))  # 0.1·30 is 3.0000000000000004
+
+
 class TRPOMetaOptimizer:
-    """Natural-gradient step with a KL trust region and backtracking line search."""
+    """Natural-gradient step with a KL trust region and backtracking line search.
+
+    ``fvp_tasks`` in (0, 1]: the fraction of the meta-batch's tasks whose Fisher is used by
+    conjugate gradient and in sᵀFs (the first max(1, ⌈fvp_tasks·K⌉)); the line search uses all.
+    """
 
     def __init__(
         self,
@@ -115,24 +127,33 @@ class TRPOMetaOptimizer:
         cg_damping: float = 1e-5,
         ls_backtrack: float = 0.5,
         ls_max_steps: int = 15,
+        fvp_tasks: float = 1.0,
     ):
+        if not 0.0 < fvp_tasks <= 1.0:
+            raise ValueError(f"fvp_tasks {fvp_tasks!r}: must be in (0, 1]")
         self.max_kl = max_kl
         self.cg_iters = cg_iters
         self.cg_damping = cg_damping
         self.ls_backtrack = ls_backtrack
         self.ls_max_steps = ls_max_steps
+        self.fvp_tasks = fvp_tasks
 
     def step(self, params: Params, grad: Params, problem: MetaProblem) -> dict[str, float]:
         theta_old = {k: v.detach().clone() for k, v in params.items()}
         g = flatten_params(grad).to(theta_old["w0"].dtype)
-        fisher = problem.fisher_vector_product(theta_old)
+        metrics = {"meta/kl": 0.0, "trpo/accepted": 0.0}
+        curvature = problem
+        if self.fvp_tasks < 1.0:  # F on the first m tasks (drawn i.i.d., so a random subset)
+            m = fvp_task_count(self.fvp_tasks, problem.outer_batch.num_tasks)
+            curvature = problem.select(slice(0, m))
+            metrics["trpo/fvp_tasks"] = float(m)
+        fisher = curvature.fisher_vector_product(theta_old)
 
         def fvp(v: Tensor) -> Tensor:
             return fisher(v) + self.cg_damping * v
 
         direction = conjugate_gradient(fvp, g, self.cg_iters)
         shs = float(direction @ fvp(direction))
-        metrics = {"meta/kl": 0.0, "trpo/accepted": 0.0}
         if not math.isfinite(shs) or shs <= 0.0:
             metrics["trpo/ls_steps"] = 0.0
             return metrics

@@ -54,6 +54,31 @@ class EpisodeBatch:
     def mean_return(self) -> float:
         return float(self.episode_returns().mean().item())
 
+    def select(self, tasks: Sequence[int] | slice) -> EpisodeBatch:
+        """The batch restricted to the tasks ``tasks`` (indices or a slice), in that order.
+
+        Every per-task tensor is indexed along its task axis (dim 0); ``seconds`` and
+        ``extras`` are kept as they are (they describe the whole sampling call).
+        """
+        index = task_index(tasks)
+        chosen = self.tasks[index] if isinstance(index, slice) else [self.tasks[i] for i in index]
+        return EpisodeBatch(
+            obs=self.obs[index],
+            actions=self.actions[index],
+            rewards=self.rewards[index],
+            masks=self.masks[index],
+            log_probs=self.log_probs[index],
+            tasks=chosen,
+            seconds=self.seconds,
+            extras=dict(self.extras),
+        )
+
+
+def task_index(tasks: Sequence[int] | slice) -> list[int] | slice:
+    """``tasks`` as an index of a tensor's task axis: a slice, or a list of task numbers (a
+    tuple would index several dimensions)."""
+    return tasks if isinstance(tasks, slice) else [int(i) for i in tasks]
+
 
 class Sampler:
     """Samples ``episodes_per_task`` episodes per task with a batched environment.

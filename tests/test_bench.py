@@ -36,6 +36,14 @@ def test_tiny_bench_writes_json_markdown_and_plots(tiny_bench):
     for algorithm in ALGORITHMS:
         assert math.isfinite(ratios[f"scaling/slope_time/{algorithm}"])
         assert ratios[f"end_to_end/navigation2d/iteration_s/{algorithm}"] > 0
+        assert ratios[f"end_to_end/navigation2d/iteration_s_fvp_subsample/{algorithm}"] > 0
+        assert ratios[f"end_to_end/navigation2d/fvp_subsample_over_full/{algorithm}"] > 0
+        sub = data["end_to_end"]["navigation2d"]["fvp_subsample"]["algorithms"][algorithm]
+        assert sub["iteration_s"]["median"] > 0 and sub["seconds"]["meta_update"] > 0
+        assert math.isfinite(sub["over_full"]) and math.isfinite(sub["meta_update_over_full"])
+    sub = data["end_to_end"]["navigation2d"]["fvp_subsample"]
+    assert sub["fvp_tasks"] == 0.25 and sub["tasks_used"] == 1  # ⌈0.25 · 2⌉ tasks
+    assert "fvp_subsample" not in data["end_to_end"]["half_cheetah_vel"]
     widths = data["scaling"]["widths"]
     assert [w["width"] for w in widths] == [8, 16]
     assert widths[0]["num_params"] < widths[1]["num_params"]
@@ -46,6 +54,7 @@ def test_tiny_bench_writes_json_markdown_and_plots(tiny_bench):
     markdown = (out / "bench.md").read_text()
     assert "| target | measured | threshold | met |" in markdown
     assert "## c. Meta-gradient cost vs policy width" in markdown
+    assert "`trpo.fvp_tasks=0.25`" in markdown
     for plot in data["plots"]:
         assert (out / plot).stat().st_size > 1000
     assert result["ratios"] == ratios

@@ -106,6 +106,8 @@ def test_type_coercion():
         ({"inner": 5}, ["'inner'", "5", "expected mapping"]),
         ({"gamma": 0}, ["'gamma'", "0", "(0, 1]"]),
         ({"trpo": {"ls_backtrack": 1.0}}, ["'trpo.ls_backtrack'", "1.0", "(0, 1)"]),
+        ({"trpo": {"fvp_tasks": 0}}, ["'trpo.fvp_tasks'", "0", "(0, 1]"]),
+        ({"trpo": {"fvp_tasks": 1.5}}, ["'trpo.fvp_tasks'", "1.5", "(0, 1]"]),
         ({"outer": {"lr": 0}}, ["'outer.lr'", "0", "> 0"]),
         ({"outer": {"adam_betas": [0.9]}}, ["'outer.adam_betas'", "[0.9]"]),
         ({"policy": {"activation": "gelu"}}, ["'policy.activation'", "'gelu'", "tanh, relu"]),

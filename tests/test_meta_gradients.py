@@ -166,3 +166,50 @@ def test_hfmaml_matches_maml_dice_with_inner_gradient_clipping():
     hf = meta_gradient("hfmaml", problem, params, hessian, delta=1e-5).mean()
     maml = meta_gradient("maml", problem, params).mean()
     torch.testing.assert_close(flatten_params(hf), flatten_params(maml), rtol=1e-6, atol=1e-9)
+
+
+def _assert_batch_is(batch, full, chosen):
+    for name in ("obs", "actions", "rewards", "masks", "log_probs"):
+        assert torch.equal(getattr(batch, name), getattr(full, name)[chosen]), name
+    assert batch.tasks == [full.tasks[i] for i in chosen]
+    assert batch.num_tasks == len(chosen)
+    assert batch.seconds == full.seconds and batch.extras == full.extras
+
+
+@pytest.mark.parametrize("tasks", [[2, 0], (1,), slice(1, 3), range(2)])
+def test_select_keeps_exactly_the_chosen_tasks(tasks):
+    """EpisodeBatch, InnerLoop and MetaProblem restricted to some tasks hold those tasks' data."""
+    _, params, _, inner, problem = make_setup(steps=2)
+    chosen = list(range(3))[tasks] if isinstance(tasks, slice) else list(tasks)
+    _assert_batch_is(problem.outer_batch.select(tasks), problem.outer_batch, chosen)
+
+    sub = inner.select(tasks)
+    assert (sub.policy, sub.alpha, sub.estimator, sub.grad_clip) == (
+        inner.policy,
+        inner.alpha,
+        inner.estimator,
+        inner.grad_clip,
+    )
+    assert len(sub.batches) == len(inner.batches) == 2
+    for j in range(2):
+        _assert_batch_is(sub.batches[j], inner.batches[j], chosen)
+        assert torch.equal(sub.advantages[j], inner.advantages[j][chosen])
+        assert torch.equal(sub.inner_norms[j], inner.inner_norms[j][chosen])
+        for k in params:
+            assert torch.equal(sub.points[j][k], inner.points[j][k][chosen])
+    for k in params:
+        assert torch.equal(sub.adapted[k], inner.adapted[k][chosen])
+    with torch.enable_grad():
+        readapted, full = sub.readapt(params, False), inner.readapt(params, False)
+    for k in params:
+        torch.testing.assert_close(readapted[k], full[k][chosen], rtol=1e-12, atol=1e-14)
+
+    selected = problem.select(tasks)
+    assert selected.algorithm == problem.algorithm
+    assert selected.theta_old is problem.theta_old
+    _assert_batch_is(selected.outer_batch, problem.outer_batch, chosen)
+    assert torch.equal(selected.outer_advantages, problem.outer_advantages[chosen])
+    with torch.enable_grad():
+        losses = selected.task_losses(selected.adapted(params))
+        full_losses = problem.task_losses(problem.adapted(params))
+    torch.testing.assert_close(losses, full_losses[chosen], rtol=1e-12, atol=1e-14)

@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from metarl.config import config_from_dict
+from metarl.meta_gradients import MetaProblem
 from metarl.meta_learner import MetaLearner
-from metarl.meta_optimizers import TorchMetaOptimizer, TRPOMetaOptimizer, conjugate_gradient
+from metarl.meta_optimizers import (
+    TorchMetaOptimizer,
+    TRPOMetaOptimizer,
+    conjugate_gradient,
+    fvp_task_count,
+)
 from metarl.policies import flatten_params
 from tests.test_meta_gradients import make_setup
 
@@ -124,6 +130,110 @@ def test_fisher_vector_product_equals_autograd_hessian_of_kl(algorithm, steps):
         )
         hv = torch.cat([x.reshape(-1) for x in torch.autograd.grad(g @ v, list(theta.values()))])
     torch.testing.assert_close(fvp, hv, rtol=1e-7, atol=1e-10)
+
+
+def _flat_hessian_vector_product(fn, params, v):
+    theta = {k: p.clone().requires_grad_(True) for k, p in params.items()}
+    with torch.enable_grad():
+        g = torch.autograd.grad(fn(theta), list(theta.values()), create_graph=True)
+        g = torch.cat([x.reshape(-1) for x in g])
+        hv = torch.autograd.grad(g @ v, list(theta.values()))
+    return torch.cat([x.reshape(-1) for x in hv])
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "steps"), [("fomaml", 1), ("hfmaml", 1), ("maml", 1), ("maml", 2)]
+)
+@pytest.mark.parametrize("tasks", [[2, 0], slice(0, 2), [1]])
+def test_selected_fisher_vector_product_is_hessian_of_kl_on_those_tasks(algorithm, steps, tasks):
+    """F of ``problem.select(tasks)`` = the double-backward Hessian of the mean KL over those
+    tasks only, the KL taken per task from the full problem's θ'(θ)."""
+    _, params, _, _, problem = make_setup(algorithm=algorithm, steps=steps)
+    chosen = list(range(3))[tasks] if isinstance(tasks, slice) else tasks
+    v = torch.randn(flatten_params(params).numel(), dtype=torch.float64)
+
+    def kl_on_chosen(theta):
+        new = problem.adapted(theta, create_graph=True)
+        batch = problem.outer_batch
+        kl = problem.inner.policy.kl(problem.inner.adapted, new, batch.obs)
+        per_task = (kl * batch.masks).sum(dim=(1, 2)) / batch.masks.sum(dim=(1, 2)).clamp_min(1)
+        return per_task[chosen].mean()
+
+    hv = _flat_hessian_vector_product(kl_on_chosen, params, v)
+    fvp = problem.select(tasks).fisher_vector_product(params)(v)
+    torch.testing.assert_close(fvp, hv, rtol=1e-7, atol=1e-10)
+    full = problem.fisher_vector_product(params)(v)
+    if len(chosen) < 3:
+        assert not torch.allclose(fvp, full)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "k", "m"),
+    [(0.25, 20, 5), (0.25, 3, 1), (0.1, 30, 3), (0.3, 10, 3), (0.31, 10, 4), (0.01, 5, 1)],
+)
+def test_fvp_task_count_is_ceil_of_fraction_times_tasks(fraction, k, m):
+    assert fvp_task_count(fraction, k) == m
+    assert fvp_task_count(1.0, k) == k
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
+def test_trpo_with_subsampled_fisher_keeps_kl_bound_on_all_tasks(algorithm, monkeypatch):
+    _, params, _, _, problem = make_setup(algorithm=algorithm)
+    from metarl.meta_gradients import meta_gradient
+
+    grad = meta_gradient(algorithm, problem, params).mean()
+    selected = []
+    original = MetaProblem.select
+
+    def select(self, tasks):
+        selected.append(tasks)
+        return original(self, tasks)
+
+    monkeypatch.setattr(MetaProblem, "select", select)
+    theta = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    metrics = TRPOMetaOptimizer(max_kl=1e-3, fvp_tasks=0.25).step(theta, grad, problem)
+    assert selected == [slice(0, 1)]  # ⌈0.25·3⌉ = 1 task
+    assert metrics["trpo/fvp_tasks"] == 1.0
+    assert metrics["trpo/accepted"] == 1.0
+    with torch.enable_grad():
+        kl = float(problem.kl({k: v.detach() for k, v in theta.items()}))  # all 3 tasks
+    assert 0.0 < kl <= 1e-3
+    assert math.isclose(kl, metrics["meta/kl"], rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
+def test_trpo_with_all_tasks_is_the_default_step(algorithm, monkeypatch):
+    _, params, _, _, problem = make_setup(algorithm=algorithm)
+    from metarl.meta_gradients import meta_gradient
+
+    grad = meta_gradient(algorithm, problem, params).mean()
+    default = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    expected = TRPOMetaOptimizer(max_kl=1e-3).step(default, grad, problem)
+
+    def no_select(self, tasks):
+        raise AssertionError("fvp_tasks=1 must use the problem itself")
+
+    monkeypatch.setattr(MetaProblem, "select", no_select)
+    theta = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    metrics = TRPOMetaOptimizer(max_kl=1e-3, fvp_tasks=1.0).step(theta, grad, problem)
+    assert torch.equal(flatten_params(theta), flatten_params(default))
+    assert metrics == expected and "trpo/fvp_tasks" not in metrics
+
+
+def test_trpo_fvp_tasks_from_config_reaches_the_optimizer():
+    cfg = tiny_config(algorithm="maml", tasks_per_batch=4, trpo={"fvp_tasks": 0.5})
+    learner = MetaLearner(cfg)
+    assert learner.optimizer.fvp_tasks == 0.5
+    metrics = learner.step()
+    assert metrics["trpo/fvp_tasks"] == 2.0
+    assert metrics["meta/kl"] <= cfg.trpo.max_kl
+    assert "trpo/fvp_tasks" not in MetaLearner(tiny_config(algorithm="maml")).step()
+
+
+def test_trpo_rejects_fvp_tasks_outside_unit_interval():
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="fvp_tasks"):
+            TRPOMetaOptimizer(fvp_tasks=bad)
 
 
 @pytest.mark.parametrize("meta_optimizer", ["adam", "trpo"])

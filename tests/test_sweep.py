@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from metarl import cli
-from metarl.config import load_config
+from metarl.config import config_from_dict, config_to_dict, load_config, save_config
 from metarl.logger import read_metrics
 from metarl.sweep import SweepError, _Runner, load_sweep, run_sweep, sweep_from_dict
 
@@ -283,6 +283,36 @@ def test_diverged_run_is_not_rerun(tmp_path, monkeypatch):
     again = run_sweep(sweep).outcomes[0]
     assert again.status == "diverged" and again.skipped
     assert json.loads(sweep.status_path(spec).read_text())["status"] == "diverged"
+
+
+def test_a_config_key_added_since_does_not_make_finished_runs_new(tmp_path, monkeypatch):
+    """A new config key (with its default) changes the config hash in the status files; the
+    run's config.yaml, read with today's defaults, still tells that nothing changed."""
+    sweep = sweep_from_dict(
+        {"base": CONFIG, "out": str(tmp_path / "out"), "set": TINY, "runs": [{"seed": 4}]}
+    )
+    spec = sweep.runs[0]
+
+    def diverge(self, spec, cmd, header, status_info):
+        (spec.run_dir / "checkpoints").mkdir(parents=True)
+        (spec.run_dir / "checkpoints/diverged_iter_3.pt").write_bytes(b"")
+        save_config(spec.cfg, spec.run_dir / "config.yaml")
+        return 3
+
+    monkeypatch.setattr(_Runner, "attempt", diverge)
+    assert run_sweep(sweep).outcomes[0].status == "diverged"
+    status_path = sweep.status_path(spec)
+    status = json.loads(status_path.read_text())
+    status_path.write_text(json.dumps({**status, "config_key": "written-by-older-code"}))
+    monkeypatch.setattr(_Runner, "attempt", lambda *a: pytest.fail("started again"))
+    assert run_sweep(sweep).outcomes[0].skipped
+
+    changed = config_from_dict({**config_to_dict(spec.cfg), "inner": {"lr": 0.3}})
+    save_config(changed, spec.run_dir / "config.yaml")
+    started = []
+    monkeypatch.setattr(_Runner, "attempt", lambda *a: started.append(1) or 3)
+    run_sweep(sweep)
+    assert started  # a different config is not taken for the same run
 
 
 def test_dry_run_and_name_template(tmp_path, capsys):

@@ -1,7 +1,9 @@
 """Section d of ``metarl bench``: wall-clock of whole meta-iterations and where it goes.
 
 ``MetaLearner.step`` (TRPO) of the Navigation2D and HalfCheetahVel configs per algorithm, and the
-fraction of each iteration spent in sampling / adaptation / meta-gradient / meta-update.
+fraction of each iteration spent in sampling / adaptation / meta-gradient / meta-update. For
+Navigation2D each algorithm is also run with ``trpo.fvp_tasks`` < 1 (TRPO's Fisher-vector
+products on a fraction of the tasks), interleaved with the default runs, under ``fvp_subsample``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from metarl.bench.common import ALGORITHMS, CONFIG_DIR, log, median_spread
 from metarl.bench.sizes import Sizes
 
 TIME_KEYS = ("time/sampling", "time/adaptation", "time/meta_gradient", "time/meta_update")
+FULL, SUBSAMPLED = "full", "fvp_subsample"
 
 
 def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
     """Section d: MetaLearner.step() per algorithm (TRPO), iterations interleaved."""
     from metarl.config import config_to_dict, load_config
     from metarl.meta_learner import MetaLearner
+    from metarl.meta_optimizers import fvp_task_count
 
     setups = (
         ("navigation2d", "navigation2d.yaml", sizes.e2e_nav_overrides, sizes.e2e_nav_iterations),
@@ -31,43 +35,35 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
     )
     out: dict[str, Any] = {}
     for name, filename, overrides, iterations in setups:
+        variants = {FULL: list(overrides)}
+        if name == "navigation2d":
+            variants[SUBSAMPLED] = [*overrides, f"trpo.fvp_tasks={sizes.e2e_nav_fvp_tasks}"]
         learners = {
-            a: MetaLearner(load_config(CONFIG_DIR / filename, [f"algorithm={a}", *overrides]))
+            (a, v): MetaLearner(load_config(CONFIG_DIR / filename, [f"algorithm={a}", *extra]))
+            for v, extra in variants.items()
             for a in ALGORITHMS
         }
-        cfg = learners["maml"].cfg
+        cfg = learners["maml", FULL].cfg
         for learner in learners.values():  # build the batched env outside the timed iterations
             learner.sampler._env(cfg.tasks_per_batch * cfg.episodes_per_task)
         warmup = sizes.e2e_nav_warmup if name == "navigation2d" else 0
-        log(f"d. end to end: {name}, {warmup} warm-up + {iterations} timed iterations")
-        records: dict[str, list[dict[str, float]]] = {a: [] for a in ALGORITHMS}
+        log(
+            f"d. end to end: {name}, {warmup} warm-up + {iterations} timed iterations"
+            + (f", trpo.fvp_tasks 1 and {sizes.e2e_nav_fvp_tasks}" if len(variants) > 1 else "")
+        )
+        records: dict[tuple[str, str], list[dict[str, float]]] = {key: [] for key in learners}
         try:
             for i in range(warmup + iterations):
-                for algorithm, learner in learners.items():
-                    metrics = learner.step()
-                    if i >= warmup:
-                        records[algorithm].append(metrics)
+                for algorithm in ALGORITHMS:
+                    order = list(variants) if i % 2 == 0 else list(reversed(variants))
+                    for variant in order:  # the two variants alternate who goes first
+                        metrics = learners[algorithm, variant].step()
+                        if i >= warmup:
+                            records[algorithm, variant].append(metrics)
         finally:
             for learner in learners.values():
                 learner.close()
-        per_alg = {}
-        for algorithm, recs in records.items():
-            total = [r["time/iteration"] for r in recs]
-            entry: dict[str, Any] = {
-                "iteration_s": median_spread(total),
-                "fractions": {},
-                "seconds": {},
-            }
-            for key in TIME_KEYS:
-                part = key.split("/")[1]
-                entry["seconds"][part] = statistics.median(r[key] for r in recs)
-                entry["fractions"][part] = statistics.median(
-                    r[key] / r["time/iteration"] for r in recs
-                )
-            entry["env_steps"] = recs[-1]["env_steps"]
-            if all("trpo/ls_steps" in r for r in recs):
-                entry["trpo_ls_steps"] = statistics.median(r["trpo/ls_steps"] for r in recs)
-            per_alg[algorithm] = entry
+        per_alg = {a: _summary(records[a, FULL]) for a in ALGORITHMS}
         c = config_to_dict(cfg)
         out[name] = {
             "config": {
@@ -75,7 +71,7 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
                 "overrides": list(overrides),
                 "tasks_per_batch": c["tasks_per_batch"],
                 "episodes_per_task": c["episodes_per_task"],
-                "horizon": learners["maml"].sampler.horizon,
+                "horizon": learners["maml", FULL].sampler.horizon,
                 "hidden_sizes": c["policy"]["hidden_sizes"],
                 "meta_optimizer": c["meta_optimizer"],
                 "warmup_iterations": warmup,
@@ -83,4 +79,35 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
             },
             "algorithms": per_alg,
         }
+        if SUBSAMPLED in variants:
+            fraction = sizes.e2e_nav_fvp_tasks
+            subsampled = {}
+            for a in ALGORITHMS:
+                entry = _summary(records[a, SUBSAMPLED])
+                full = per_alg[a]
+                entry["over_full"] = entry["iteration_s"]["median"] / full["iteration_s"]["median"]
+                entry["meta_update_over_full"] = (
+                    entry["seconds"]["meta_update"] / full["seconds"]["meta_update"]
+                )
+                subsampled[a] = entry
+            out[name][SUBSAMPLED] = {
+                "fvp_tasks": fraction,
+                "tasks_used": fvp_task_count(fraction, c["tasks_per_batch"]),
+                "algorithms": subsampled,
+            }
     return out
+
+
+def _summary(recs: list[dict[str, float]]) -> dict[str, Any]:
+    """Median (and spread) of the iteration time, its parts and TRPO's line search."""
+    total = [r["time/iteration"] for r in recs]
+    entry: dict[str, Any] = {"iteration_s": median_spread(total), "fractions": {}, "seconds": {}}
+    for key in TIME_KEYS:
+        part = key.split("/")[1]
+        entry["seconds"][part] = statistics.median(r[key] for r in recs)
+        entry["fractions"][part] = statistics.median(r[key] / r["time/iteration"] for r in recs)
+    entry["env_steps"] = recs[-1]["env_steps"]
+    if all("trpo/ls_steps" in r for r in recs):
+        entry["trpo_ls_steps"] = statistics.median(r["trpo/ls_steps"] for r in recs)
+        entry["trpo_accepted"] = statistics.fmean(r["trpo/accepted"] for r in recs)
+    return entry

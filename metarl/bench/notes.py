@@ -68,6 +68,19 @@ def target_notes(result: dict[str, Any]) -> list[str]:
         "backward over every padded step of D_o, per CG iteration, plus the line search) "
         "dominates the iteration."
     )
+    if sub := e2e["navigation2d"].get("fvp_subsample"):
+        notes.append(
+            f"With TRPO's Fisher estimated on {sub['tasks_used']} of the "
+            f"{e2e['navigation2d']['config']['tasks_per_batch']} tasks "
+            f"(`trpo.fvp_tasks={sub['fvp_tasks']:g}`) a Navigation2D meta-iteration took "
+            + ", ".join(
+                f"{a} {e['iteration_s']['median']:.2f} s ({e['over_full']:.2f}× the default, "
+                f"meta-update {e['meta_update_over_full']:.2f}×)"
+                for a, e in sub["algorithms"].items()
+            )
+            + ". Only the conjugate-gradient products shrink with the tasks; the line search "
+            "(KL and surrogate on all tasks, through the inner steps for MAML) does not."
+        )
     notes.append(
         "The machine is shared (see the load averages above): figures measured in different "
         "rounds can differ by tens of percent; multi-threaded rollouts suffer most when another "

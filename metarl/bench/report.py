@@ -41,6 +41,34 @@ def _rate_table(rows: Iterable[dict[str, Any]], threads: bool = False) -> list[s
     return lines
 
 
+def _fvp_subsample_table(setup: dict[str, Any]) -> list[str]:
+    """TRPO with the Fisher-vector products on a fraction of the tasks vs on all of them."""
+    sub, k = setup["fvp_subsample"], setup["config"]["tasks_per_batch"]
+    frac = f"{sub['fvp_tasks']:g}"
+    lines = [
+        f"TRPO's Fisher-vector products on {sub['tasks_used']} of the {k} tasks "
+        f"(`trpo.fvp_tasks={frac}`; the line search still on all), same iterations, "
+        "interleaved with the runs above:",
+        "",
+        f"| algorithm | s / iteration, fvp_tasks=1 | fvp_tasks={frac} (median) | min – max | "
+        "ratio | meta-update s, 1 → " + frac + " | meta-update ratio | line-search steps | "
+        "accepted |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for algorithm, entry in sub["algorithms"].items():
+        full = setup["algorithms"][algorithm]
+        ls = f"{entry['trpo_ls_steps']:g}" if "trpo_ls_steps" in entry else "–"
+        acc = f"{entry['trpo_accepted']:.0%}" if "trpo_accepted" in entry else "–"
+        lines.append(
+            f"| {algorithm} | {full['iteration_s']['median']:.3f} | {_fmt_s(entry['iteration_s'])} "
+            f"| {entry['over_full']:.2f} | {full['seconds']['meta_update']:.3f} → "
+            f"{entry['seconds']['meta_update']:.3f} | {entry['meta_update_over_full']:.2f} | "
+            f"{ls} | {acc} |"
+        )
+    lines.append("")
+    return lines
+
+
 def format_markdown(result: dict[str, Any]) -> str:
     """``bench.md``: machine, targets, one section per part a–d with tables, plots and notes."""
     m, env, samp, scal, e2e = (
@@ -173,6 +201,8 @@ def format_markdown(result: dict[str, Any]) -> str:
                 f"{ls} |"
             )
         lines.append("")
+        if "fvp_subsample" in setup:
+            lines += _fvp_subsample_table(setup)
     lines += [
         "![iteration breakdown](iteration_breakdown.png)",
         "",

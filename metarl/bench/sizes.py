@@ -28,6 +28,7 @@ class Sizes:
     e2e_nav_iterations: int
     e2e_cheetah_iterations: int
     e2e_nav_warmup: int
+    e2e_nav_fvp_tasks: float  # Navigation2D TRPO also timed with this trpo.fvp_tasks
 
 
 FULL = Sizes(
@@ -50,6 +51,7 @@ FULL = Sizes(
     e2e_nav_iterations=4,
     e2e_cheetah_iterations=2,
     e2e_nav_warmup=1,
+    e2e_nav_fvp_tasks=0.25,
 )
 QUICK = replace(
     FULL,
@@ -84,6 +86,7 @@ TINY = Sizes(  # a smoke test: seconds
     e2e_nav_iterations=1,
     e2e_cheetah_iterations=1,
     e2e_nav_warmup=0,
+    e2e_nav_fvp_tasks=0.25,
 )
 
 

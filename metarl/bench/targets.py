@@ -33,6 +33,11 @@ def summarize(result: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
     for name, setup in e2e.items():
         for algorithm, entry in setup["algorithms"].items():
             ratios[f"end_to_end/{name}/iteration_s/{algorithm}"] = entry["iteration_s"]["median"]
+        for algorithm, entry in setup.get("fvp_subsample", {}).get("algorithms", {}).items():
+            ratios[f"end_to_end/{name}/iteration_s_fvp_subsample/{algorithm}"] = entry[
+                "iteration_s"
+            ]["median"]
+            ratios[f"end_to_end/{name}/fvp_subsample_over_full/{algorithm}"] = entry["over_full"]
 
     for name, setup in e2e.items():
         algs = setup["algorithms"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metarl.config import ConfigError, config_to_dict, load_config
 from metarl.logger import read_metrics
 from metarl.sweep.spec import RunSpec, Sweep
 
@@ -54,12 +55,30 @@ class _DiskState:
     detail: str = ""
 
 
+def _same_config(status: dict[str, Any], spec: RunSpec) -> bool:
+    """The run dir was trained with ``spec``'s config: the recorded hash matches, or (a key
+    added to the config since the status was written changes the hash) its ``config.yaml``,
+    read with today's defaults, equals the spec's config apart from ``iterations``."""
+    if status.get("config_key") == spec.config_key:
+        return True
+    if "config_key" not in status:
+        return False
+    try:
+        saved = config_to_dict(load_config(spec.run_dir / "config.yaml"))
+    except (ConfigError, OSError):
+        return False
+    wanted = config_to_dict(spec.cfg)
+    saved.pop("iterations", None)
+    wanted.pop("iterations", None)
+    return saved == wanted
+
+
 def _disk_state(sweep: Sweep, spec: RunSpec) -> _DiskState:
     status = _read_json(sweep.status_path(spec))
     run_dir = spec.run_dir
     has_content = run_dir.is_dir() and any(run_dir.iterdir())
     last = _last_iteration(run_dir) if has_content else 0
-    same_config = status.get("config_key") == spec.config_key
+    same_config = _same_config(status, spec)
     if status.get("status") == "completed" and same_config and last >= spec.iterations:
         if sweep.evaluate is not None and status.get("evaluated") != sweep.evaluate:
             return _DiskState("evaluate", last, "trained; evaluation still to do")
