@@ -25,10 +25,11 @@ written to ``results/stability/``: ``<factor>.png`` (x = factor value, y = final
 
 Budget: an iteration samples 2 batches of tasks × episodes × ≤ 100 steps (3 for HF-MAML), 80k env
 steps at the default point, from 10k (5 tasks or 5 episodes) to 160k (40); 100 iterations ≈ 8M
-env steps per default run. Relative cost of the 15 configurations ≈ 14.5 default runs; with Adam
-≈ 0.4 s/iteration at the default point on one core (measured for FO-/HF-MAML; MAML is slower), 135
-runs ≈ 14.5 × 9 × 100 × 0.4 s ≈ 1.5 h of CPU, ≈ 45-60 min on 2 CPU cores (estimate), less on a
-Ray cluster (``--backend ray --address auto``).
+env steps per default run. Relative cost of the 15 configurations ≈ 14.5 default runs. Measured
+on a 2-core machine shared with other studies (3-6 processes at a time): 77 s (FO-MAML) to 120 s
+(MAML, HF-MAML) of training per run on average; the 90 runs of ``--seeds 2`` took ≈ 1.4 h of
+wall-clock that way, so the 135 runs take ≈ 2 h, less alone on the machine or on a Ray cluster
+(``--backend ray --address auto``).
 
 ``--quick``: 15 iterations, 1 seed, all factor values, into ``runs/quick/stability`` (a few
 minutes).
