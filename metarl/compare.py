@@ -47,8 +47,8 @@ from metarl.config import (
     META_OPTIMIZERS,
     ConfigError,
     TrainConfig,
-    config_to_dict,
     diff_configs,
+    flat_config,
 )
 from metarl.evaluate import (
     ADAPTATION_FILE,
@@ -487,13 +487,6 @@ def _plot_adaptation(summary: Mapping[str, Any], path: Path, env_id: str) -> Pat
 # --------------------------------------------------------------------------------------------------
 
 
-def _config_value(cfg: TrainConfig, dotted: str) -> Any:
-    value: Any = config_to_dict(cfg)
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
-
-
 def _unused_sections(method: str, meta_optimizer: str) -> tuple[str, ...]:
     """Config sections that runs of ``method`` with ``meta_optimizer`` do not read: runs that
     differ only there are one group, not variants."""
@@ -530,14 +523,12 @@ def _split_variants(key: tuple[str, str], runs: list[Run]) -> list[Group]:
                 varied.append(d)
     if not varied:
         return [Group(key, list(runs))]
-    variants: dict[tuple[Any, ...], list[Run]] = {}
+    variants: dict[tuple[str, ...], tuple[dict[str, Any], list[Run]]] = {}
     for run in runs:
-        values = tuple(_config_value(run.cfg, k) for k in varied)
-        variants.setdefault(tuple(map(repr, values)), []).append(run)
-    groups = []
-    for members in variants.values():
-        settings = {k: _config_value(members[0].cfg, k) for k in varied}
-        groups.append(Group(key, members, settings))
+        flat = flat_config(run.cfg)
+        settings = {k: flat.get(k) for k in varied}
+        variants.setdefault(tuple(map(repr, settings.values())), (settings, []))[1].append(run)
+    groups = [Group(key, members, settings) for settings, members in variants.values()]
     return sorted(groups, key=lambda g: [_order_key(v) for v in g.settings.values()])
 
 

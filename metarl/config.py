@@ -527,6 +527,11 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     atomic_write_text(path, text)
 
 
+def flat_config(cfg: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """A config (or nested dict) as ``{dotted key: value}``, e.g. ``{"inner.lr": 0.1, ...}``."""
+    return _flatten(config_to_dict(cfg) if is_dataclass(cfg) else cfg)
+
+
 def diff_configs(
     a: TrainConfig | Mapping[str, Any],
     b: TrainConfig | Mapping[str, Any],
@@ -535,7 +540,7 @@ def diff_configs(
     """Dotted keys whose values differ between ``a`` and ``b`` (configs or nested dicts), in
     ``a``'s key order then ``b``'s extra keys. Keys equal to, or under, an ``ignore`` entry
     (e.g. ``"iterations"``, ``"eval"``) are skipped."""
-    fa, fb = (_flatten(config_to_dict(c) if is_dataclass(c) else c) for c in (a, b))
+    fa, fb = (flat_config(c) for c in (a, b))
     keys = list(fa) + [k for k in fb if k not in fa]
     return [
         k
