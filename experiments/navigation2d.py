@@ -4,19 +4,19 @@
         [--meta-optimizer trpo adam] [--quick] [--backend local|ray [--address auto]]
 
 Runs ``experiments/configs/navigation2d.yaml`` (the paper's 20 tasks × 20 episodes, horizon 100,
-α = 0.1, 64×64 policy) for ``iterations=300`` with ``sampler.env_threads=1`` (one core per run),
+α = 0.1, 64×64 policy) for ``iterations=500`` with ``sampler.env_threads=1`` (one core per run),
 TRPO (max KL 0.01) and Adam (``outer.lr=0.003``), through ``metarl sweep``: run dirs
 ``results/navigation2d/runs/<algorithm>-<meta_optimizer>-seed<N>`` (identical to
 ``metarl train experiments/configs/navigation2d.yaml --run-dir DIR --seed N --set algorithm=ALG
-meta_optimizer=OPT iterations=300 sampler.env_threads=1 [outer.lr=0.003]``, so runs started that
+meta_optimizer=OPT iterations=500 sampler.env_threads=1 [outer.lr=0.003]``, so runs started that
 way resume here), then ``metarl evaluate`` (40 held-out tasks, 0..3 inner steps, 20 episodes)
 per run and ``metarl compare`` into ``results/navigation2d/{trpo,adam,all}/``. Unfinished runs
 resume, finished ones are skipped: rerun the same command after an interruption.
 
 Budget (defaults): per iteration 20 tasks × 20 episodes × ≤ 100 steps for the inner batch and
 again for the outer batch, ≤ 80k env steps (≤ 120k for HF-MAML, whose Hessian batch D_h is an
-independent third batch; episodes end early at the goal); 300 iterations ≈ 24M env steps per run
-(36M HF-MAML). 18 runs (3 algorithms × 3 seeds × 2 meta-optimizers). Wall-clock on 2 CPU cores
+independent third batch; episodes end early at the goal); 500 iterations ≈ 40M env steps per run
+(60M HF-MAML). 18 runs (3 algorithms × 3 seeds × 2 meta-optimizers). Wall-clock on 2 CPU cores
 (2 runs at a time, measured): TRPO ≈ 1.3-1.4 s/iteration FO-MAML, ≈ 1.3-2.4 s HF-MAML, ≈ 3.5-4.6 s
 MAML; Adam ≈ 0.4 s/iteration. So ≈ 1 h for the TRPO runs and ≈ 15-20 min for the Adam runs,
 plus a few minutes of evaluation.
@@ -47,8 +47,8 @@ from _study import ROOT, Ablation, Budget, Study, main
 STUDY = Study(
     name="navigation2d",
     config=ROOT / "experiments/configs/navigation2d.yaml",
-    # No overrides: the runs must equal the `metarl train ... iterations=300` runs above.
-    full=Budget(300, {}, {"tasks": 40, "steps": 3, "episodes": 20}, 3, ("trpo", "adam")),
+    # No overrides: the runs must equal the `metarl train ... iterations=500` runs above.
+    full=Budget(500, {}, {"tasks": 40, "steps": 3, "episodes": 20}, 3, ("trpo", "adam")),
     quick=Budget(
         30,
         {
@@ -70,6 +70,20 @@ STUDY = Study(
             overrides={"maml.estimator": "dice"},
             run_name="maml-dice-{meta_optimizer}-seed{seed}",
             compare_with=("maml", "hfmaml"),
+        ),
+        Ablation(
+            name="averaging",
+            algorithm="maml",
+            overrides={"averaging": "per_step"},
+            run_name="maml-per_step-{meta_optimizer}-seed{seed}",
+            compare_with=("maml",),
+        ),
+        Ablation(
+            name="backtrack",
+            algorithm="maml",
+            overrides={"trpo.ls_backtrack": 0.5},
+            run_name="maml-bt0.5-{meta_optimizer}-seed{seed}",
+            compare_with=("maml",),
         ),
         Ablation(
             name="inner_lr",

@@ -2,9 +2,11 @@
 
 Per task i with episodes D sampled from π_θ, the inner loss is the VPG surrogate
 
-    f_i(θ; D) = -(1/N) Σ_t w_t Â_t,   N = number of valid steps of task i in D,
+    f_i(θ; D) = -Σ_t ω_t w_t Â_t,
 
-with ``w_t = log π_θ(a_t|s_t)`` (``standard``) or ``w_t = π_θ(a_t|s_t) / ⊥π_θ(a_t|s_t)`` (the
+with ω_t the step weights of the batch (``1/N`` over the task's N valid steps, or ``1/(E·L_e)``
+for per-episode averaging; :func:`metarl.returns.step_weights`) and
+``w_t = log π_θ(a_t|s_t)`` (``standard``) or ``w_t = π_θ(a_t|s_t) / ⊥π_θ(a_t|s_t)`` (the
 likelihood ratio, ``⊥`` = stop-gradient, used by the ``dice`` estimator, by HF-MAML's perturbed
 gradients and by TRPO). Both have the same gradient at the sampling policy,
 ``-(1/N) Σ ∇log π Â`` (the policy gradient); they differ in their Hessian: the ratio form adds
@@ -52,6 +54,7 @@ class AdvantageSettings:
             self.gae_lambda,
             baseline,
             self.normalize,
+            batch.weights,
         )
         return advantages
 
@@ -66,10 +69,71 @@ def surrogate_loss(
     """Per-task VPG surrogate f_i (shape (K,)); likelihood-ratio form if ``old_log_probs``."""
     log_probs = policy.log_prob(params, batch.obs, batch.actions)
     weights = log_probs if old_log_probs is None else torch.exp(log_probs - old_log_probs)
-    masks = batch.masks.to(log_probs.dtype)
-    n = masks.sum(dim=(1, 2)).clamp_min(1.0)
-    terms = torch.where(masks > 0, weights * advantages.to(log_probs.dtype), 0.0)
-    return -terms.sum(dim=(1, 2)) / n
+    terms = torch.where(batch.masks > 0, weights * advantages.to(log_probs.dtype), 0.0)
+    return -(terms * batch.weights.to(log_probs.dtype)).sum(dim=(1, 2))
+
+
+class InnerLossHessian:
+    """u ↦ ∇²f_i(θ_i; D_i) u_i per task, in closed form for the Gaussian MLP policy.
+
+    With c = ω Â (step weights times advantages), r = a - μ and P = diag(σ⁻²), the standard
+    surrogate f = -Σ c log π has ∂f/∂μ = G = -c P r, ∂²f/∂μ² = c P, ∂²f/∂μ∂log σ = -2G and
+    ∂²f/∂(log σ)² = 2 Σ c P r²; the mean network's second derivatives enter through
+    :meth:`~metarl.policies.MeanLinearization.hessian_product` (Pearlmutter's R-operator).
+    The ``dice`` surrogate -Σ c π/⊥π adds at θ_i the score-function term
+    -Σ c ∇log π (∇log π · u). Equal to the double-backward Hessian of :func:`surrogate_loss`
+    (tests, float64) at about the cost of three forward passes and without an autograd graph.
+    """
+
+    def __init__(
+        self,
+        policy: GaussianMLPPolicy,
+        params: Params,
+        batch: EpisodeBatch,
+        advantages: Tensor,
+        estimator: str = "standard",
+    ):
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator {estimator!r}: must be one of {ESTIMATORS}")
+        self.estimator = estimator
+        with torch.no_grad():
+            point = {n: p.detach() for n, p in params.items()}
+            self.linear = policy.linearize_mean(point, batch.obs)
+            mu = self.linear.mean
+            dtype = mu.dtype
+            self.c = torch.where(
+                batch.masks > 0, batch.weights.to(dtype) * advantages.to(dtype), 0.0
+            ).unsqueeze(-1)  # (K, E, T, 1)
+            self.precision = torch.exp(-2.0 * policy.log_std(point, mu))
+            self.scaled = (batch.actions.to(dtype) - mu) * self.precision  # P r
+            self.grad = -self.c * self.scaled  # G
+            self.backward = self.linear.backpropagate(self.grad)
+            self.curvature = self.c * self.precision
+            self.log_std_curvature = 2.0 * (self.c * self.scaled.square() / self.precision).sum(
+                dim=(1, 2)
+            )  # 2 Σ c P r², (K, A)
+            self.log_std_score = self.scaled.square() / self.precision - 1.0  # ∂log π/∂log σ
+
+    def _log_std(self, u: Params) -> Tensor:
+        return u["log_std"].reshape(u["log_std"].shape[0], 1, 1, -1)
+
+    @torch.no_grad()
+    def product(self, u: Params) -> Params:
+        """H_i u_i for per-task ``u`` (K leading)."""
+        u_ls = self._log_std(u)
+        shift = -2.0 * self.grad * u_ls
+        out, r_mu = self.linear.hessian_product(u, self.backward, self.curvature, shift)
+        out["log_std"] = (-2.0 * self.grad * r_mu).sum(dim=(1, 2)) + self.log_std_curvature * u[
+            "log_std"
+        ]
+        if self.estimator == "dice":  # - Σ c ∇log π (∇log π · u)
+            score_u = (self.scaled * r_mu + self.log_std_score * u_ls).sum(-1, keepdim=True)
+            weight = self.c * score_u
+            extra = self.linear.vjp(weight * self.scaled)
+            for name, value in extra.items():
+                out[name] = out[name] - value
+            out["log_std"] = out["log_std"] - (weight * self.log_std_score).sum(dim=(1, 2))
+        return {n: out[n] for n in u}
 
 
 def per_task_gradients(loss_per_task: Tensor, params: Params, create_graph: bool = False) -> Params:

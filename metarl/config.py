@@ -148,23 +148,30 @@ class TRPOConfig:
     line-search shrink factor in (0, 1) and maximum number of backtracking steps.
     ``fvp_tasks`` in (0, 1]: fraction of the meta-batch's tasks on which the Fisher-vector
     products of conjugate gradient are estimated (the first ⌈fvp_tasks·K⌉; 1 = all, exact); the
-    line search always uses all tasks."""
+    line search always uses all tasks. ``fvp_method``: ``closed_form`` (the Gaussian policy's
+    Fisher by one forward- and one reverse-mode product through the mean network) or
+    ``double_backward`` (the KL differentiated twice; slower, the reference). ``curvature``:
+    ``exact`` (MAML's Jᵀ F J through the inner step) or ``adapted`` (the adapted policy's Fisher F
+    for MAML too, skipping the inner-step Jacobian products; FO-MAML and HF-MAML always use F)."""
 
     max_kl: float = 0.01
     cg_iters: int = 10
     cg_damping: float = 1e-5
-    ls_backtrack: float = 0.5
+    ls_backtrack: float = 0.8
     ls_max_steps: int = 15
     fvp_tasks: float = 1.0
+    fvp_method: str = "closed_form"
+    curvature: str = "exact"
 
 
 @dataclass(frozen=True, kw_only=True)
 class SamplerConfig:
     """Rollout parallelism: MuJoCo rollout threads (>= 0; 0 = in the main thread) and torch
-    intra-op threads (>= 1)."""
+    intra-op threads (>= 1; None = ``OMP_NUM_THREADS`` if set, else the CPU cores this process
+    may use)."""
 
     env_threads: int = 2
-    torch_threads: int = 1
+    torch_threads: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,7 +201,10 @@ class TrainConfig:
     """A whole training run. ``algorithm``: maml | fomaml | hfmaml | pretrained | oracle;
     ``meta_optimizer``: sgd | adam | trpo; ``iterations`` meta-updates of ``tasks_per_batch``
     tasks × ``episodes_per_task`` episodes; discount ``gamma`` in (0, 1], GAE ``gae_lambda`` in
-    [0, 1]; ``baseline``: linear | none; ``device``: cpu (the only one implemented)."""
+    [0, 1]; ``baseline``: linear | none; ``device``: cpu (the only one implemented);
+    ``averaging``: how a task's losses, KL and advantage statistics average its steps,
+    ``per_episode`` (within each episode, then over episodes, as pytorch-maml-rl) or
+    ``per_step`` (over all valid steps of the task)."""
 
     algorithm: str = "maml"
     meta_optimizer: str = "trpo"
@@ -206,6 +216,7 @@ class TrainConfig:
     gae_lambda: float = 1.0
     normalize_advantages: bool = True
     baseline: str = "linear"
+    averaging: str = "per_episode"
     device: str = "cpu"
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -277,6 +288,7 @@ _RULES: dict[str, Rule] = {
     "gamma": lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
     "gae_lambda": lambda v: None if 0 <= v <= 1 else "must be in [0, 1]",
     "baseline": _one_of("linear", "none"),
+    "averaging": _one_of("per_episode", "per_step"),
     "device": lambda v: None if v == "cpu" else "must be cpu (GPU execution is not implemented)",
     "env.id": _env_id,
     "env.horizon": _ge(1),
@@ -306,6 +318,8 @@ _RULES: dict[str, Rule] = {
     "trpo.ls_backtrack": lambda v: None if 0 < v < 1 else "must be in (0, 1)",
     "trpo.ls_max_steps": _ge(1),
     "trpo.fvp_tasks": lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
+    "trpo.fvp_method": _one_of("closed_form", "double_backward"),
+    "trpo.curvature": _one_of("exact", "adapted"),
     "sampler.env_threads": _ge(0),
     "sampler.torch_threads": _ge(1),
     "eval.every": _ge(0),

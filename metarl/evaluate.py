@@ -332,14 +332,7 @@ def evaluate_run(
                 )
             episodes = int(step_budget) // horizon
         oracle = bool(getattr(learner.sampler, "oracle", False))  # task in the observation
-        sampler = Sampler(
-            cfg.env.id,
-            int(episodes),
-            horizon=cfg.env.horizon,
-            env_kwargs=cfg.env.kwargs,
-            env_threads=cfg.sampler.env_threads,
-            **({"oracle": True} if oracle else {}),
-        )
+        sampler = Sampler.from_config(cfg, int(episodes), oracle=oracle)
         held_out = sampler.sample_tasks(num_tasks, np.random.default_rng(seed))
         state = np.random.SeedSequence([seed, iteration]).generate_state(num_steps + 1)
         seeds = [int(s) % _SEED_HIGH for s in state]

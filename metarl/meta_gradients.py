@@ -34,6 +34,7 @@ from torch import Tensor
 
 from metarl.adaptation import (
     AdvantageSettings,
+    InnerLossHessian,
     adapt,
     check_finite,
     clip_scale,
@@ -46,11 +47,15 @@ from metarl.policies import (
     Params,
     expand_params,
     flatten_params,
+    gaussian_kl,
+    gaussian_log_prob,
     unflatten_like,
 )
 from metarl.sampler import EpisodeBatch, Sampler, task_index
 
 ALGORITHMS = ("maml", "fomaml", "hfmaml")
+FVP_METHODS = ("closed_form", "double_backward")
+CURVATURES = ("exact", "adapted")
 
 
 @dataclass
@@ -84,6 +89,15 @@ class InnerLoop:
             )
         return current
 
+    def jacobian_products(self) -> InnerJacobian:
+        """J = ∂θ'_i/∂θ of the inner steps at the stored points, as vector products."""
+        steps = []
+        for j, (batch, adv) in enumerate(zip(self.batches, self.advantages, strict=True)):
+            hessian = InnerLossHessian(self.policy, self.points[j], batch, adv, self.estimator)
+            step = self.alpha * clip_scale(self.inner_norms[j], self.grad_clip)
+            steps.append((hessian, step))
+        return InnerJacobian(steps)
+
     def select(self, tasks: Sequence[int] | slice) -> InnerLoop:
         """The inner loop restricted to the tasks ``tasks`` (indices or a slice)."""
         index = task_index(tasks)
@@ -98,6 +112,38 @@ class InnerLoop:
             _select_params(self.adapted, index),
             [n[index] for n in self.inner_norms],
         )
+
+
+class InnerJacobian:
+    """Products with J_i = Π_j (I - α s_ij H_ij), the Jacobian of θ'_i(θ) for k inner steps.
+
+    H_ij is the Hessian of task i's inner loss at θ^j_i (symmetric, so J_ij = I - α s_ij H_ij is
+    too) and s_ij the constant clipping factor; its products are closed-form
+    (:class:`~metarl.adaptation.InnerLossHessian`). J v applies the steps j = 0..k-1 to the
+    expanded v, Jᵀ u applies them in reverse and sums over tasks (θ is shared).
+    """
+
+    def __init__(self, steps: list[tuple[InnerLossHessian, Tensor]]):
+        self.steps = steps
+
+    def _step(self, j: int, u: Params) -> Params:
+        hessian, step = self.steps[j]
+        hu = hessian.product(u)
+        return {n: u[n] - _per_task(step, hu[n]) * hu[n] for n in u}
+
+    def product(self, v: Params) -> Params:
+        """J_i v for a shared v, per task."""
+        k = self.steps[0][1].shape[0]
+        u = expand_params(v, k)
+        for j in range(len(self.steps)):
+            u = self._step(j, u)
+        return u
+
+    def transpose_product(self, u: Params) -> Params:
+        """Σ_i J_iᵀ u_i for per-task u, shared."""
+        for j in reversed(range(len(self.steps))):
+            u = self._step(j, u)
+        return {n: x.sum(0) for n, x in u.items()}
 
 
 def _select_params(params: Params, index: list[int] | slice) -> Params:
@@ -147,6 +193,7 @@ class MetaProblem:
     outer_batch: EpisodeBatch
     outer_advantages: Tensor
     theta_old: Params = field(default_factory=dict)
+    _cache: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     def select(self, tasks: Sequence[int] | slice) -> MetaProblem:
         """The problem restricted to the tasks ``tasks`` (indices or a slice): its loss, KL and
@@ -176,42 +223,73 @@ class MetaProblem:
         return self.task_losses(self.adapted(params, create_graph)).mean()
 
     def kl(self, params: Params, create_graph: bool = False) -> Tensor:
-        """Mean over tasks of the step-averaged KL(π_{θ'_old} ‖ π_{θ'(θ)}) on D_o."""
+        """Mean over tasks of the step-weighted KL(π_{θ'_old} ‖ π_{θ'(θ)}) on D_o."""
         return self._kl_between(self.inner.adapted, self.adapted(params, create_graph))
+
+    def loss_and_kl(self, params: Params) -> tuple[Tensor, Tensor]:
+        """:meth:`loss` and :meth:`kl` at ``params`` from one forward pass of the new policy."""
+        policy, batch = self.inner.policy, self.outer_batch
+        new = self.adapted(params)
+        mu = policy.mean(new, batch.obs)
+        log_std = policy.log_std(new, mu)
+        ratio = torch.exp(gaussian_log_prob(batch.actions, mu, log_std) - batch.log_probs)
+        weights = batch.weights.to(mu.dtype)
+        terms = torch.where(batch.masks > 0, ratio * self.outer_advantages.to(mu.dtype), 0.0)
+        loss = -(terms * weights).sum(dim=(1, 2)).mean()
+        mu0 = self._old_mean()
+        kl = gaussian_kl(mu0, policy.log_std(self.inner.adapted, mu0), mu, log_std)
+        return loss, (kl * weights).sum(dim=(1, 2)).mean()
+
+    def _old_mean(self) -> Tensor:
+        if "old_mean" not in self._cache:
+            self._cache["old_mean"] = self.inner.policy.mean(
+                self.inner.adapted, self.outer_batch.obs
+            ).detach()
+        return self._cache["old_mean"]
 
     def _kl_between(self, old: Params, new: Params) -> Tensor:
         batch = self.outer_batch
         kl = self.inner.policy.kl(old, new, batch.obs)
-        masks = batch.masks.to(kl.dtype)
-        return ((kl * masks).sum(dim=(1, 2)) / masks.sum(dim=(1, 2)).clamp_min(1.0)).mean()
+        return (kl * batch.weights.to(kl.dtype)).sum(dim=(1, 2)).mean()
 
-    def fisher_vector_product(self, params: Params) -> Callable[[Tensor], Tensor]:
+    def fisher_vector_product(
+        self, params: Params, method: str = "closed_form", curvature: str = "exact"
+    ) -> Callable[[Tensor], Tensor]:
         """v ↦ ∇²_θ KL(θ_old, θ) v at θ = θ_old (flat vectors), as an exact Gauss-Newton product.
 
         At θ = θ_old the KL and its gradient vanish, so its Hessian is mean_i J_iᵀ F_i J_i with
-        J_i = ∂θ'_i/∂θ and F_i the Hessian of the KL in the adapted parameters θ'_i (the policy's
-        Fisher on D_o, a double backward through the policy only). J_i = I for FO-MAML and
-        HF-MAML; for MAML, J_i v and J_iᵀ u are vector products through the inner steps' graph
-        (a double-vjp for J v), which is cheaper than differentiating the KL twice through it.
-        """
-        k = self.outer_batch.num_tasks
-        adapted = {n: p.detach().requires_grad_(True) for n, p in self.inner.adapted.items()}
-        with torch.enable_grad():
-            kl = self._kl_between(self.inner.adapted, adapted)
-            grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
-            kl_grad = dict(zip(adapted, grads, strict=True))
+        J_i = ∂θ'_i/∂θ and F_i the Hessian of the KL in the adapted parameters θ'_i, the
+        policy's Fisher on D_o. ``method="closed_form"`` computes it for the diagonal Gaussian as
 
-        def fisher(u: Params) -> Params:  # per-task Fisher products F_i u_i (1/K included)
-            with torch.enable_grad():
-                out = torch.autograd.grad(
-                    _dot(kl_grad, u), list(adapted.values()), retain_graph=True
-                )
-            return dict(zip(adapted, out, strict=True))
+            F_i u = J_μᵀ (ω Σ⁻¹ J_μ u_μ)  ⊕  2 (Σ_t ω_t) u_logσ
+
+        (J_μ the mean network's Jacobian, ω the step weights over tasks; the mean and log-std
+        blocks do not couple at θ_old) with one forward- and one reverse-mode product through
+        the network (:class:`~metarl.policies.MeanLinearization`); ``"double_backward"``
+        differentiates the KL twice (the reference the tests and the bench compare against).
+        J_i = I for FO-MAML and HF-MAML; for MAML, J_i v and J_iᵀ u are vector products through
+        the inner steps' graph. ``curvature="adapted"`` uses J_i = I for MAML as well (the
+        adapted policy's Fisher, as FO-MAML's), a cheaper approximation of its curvature.
+        """
+        if method not in FVP_METHODS:
+            raise ValueError(f"fvp method {method!r}: must be one of {', '.join(FVP_METHODS)}")
+        if curvature not in CURVATURES:
+            raise ValueError(f"curvature {curvature!r}: must be one of {', '.join(CURVATURES)}")
+        k = self.outer_batch.num_tasks
+        if method == "closed_form":
+            fisher = self._closed_form_fisher()
+        else:
+            fisher = self._double_backward_fisher()
 
         like = {n: p.detach() for n, p in params.items()}
-        if self.algorithm != "maml":
+        if self.algorithm != "maml" or curvature == "adapted":
             return lambda v: flatten_params(fisher(expand_params(unflatten_like(v, like), k))).sum(
                 0
+            )
+        if method == "closed_form":
+            jacobian = self.inner.jacobian_products()
+            return lambda v: flatten_params(
+                jacobian.transpose_product(fisher(jacobian.product(unflatten_like(v, like))))
             )
 
         theta = {n: p.clone().requires_grad_(True) for n, p in like.items()}
@@ -234,6 +312,41 @@ class MetaProblem:
             return torch.cat([o.reshape(-1) for o in out])
 
         return fvp
+
+    def _closed_form_fisher(self) -> Callable[[Params], Params]:
+        """Per-task F_i u_i (the 1/K of the task mean included) in closed form."""
+        policy, batch = self.inner.policy, self.outer_batch
+        adapted = {n: p.detach() for n, p in self.inner.adapted.items()}
+        linear = policy.linearize_mean(adapted, batch.obs)
+        k = batch.num_tasks
+        weights = (batch.weights.to(linear.mean.dtype) / k).unsqueeze(-1)  # (K, E, T, 1)
+        precision = torch.exp(-2.0 * policy.log_std(adapted, linear.mean))
+        scale = weights * precision
+        log_std_weight = 2.0 * weights.sum(dim=(1, 2))  # (K, 1)
+
+        def fisher(u: Params) -> Params:
+            out = linear.vjp(linear.jvp(u) * scale)
+            out["log_std"] = log_std_weight * u["log_std"]
+            return {n: out[n] for n in u}
+
+        return fisher
+
+    def _double_backward_fisher(self) -> Callable[[Params], Params]:
+        """Per-task F_i u_i by differentiating the KL twice in the adapted parameters."""
+        adapted = {n: p.detach().requires_grad_(True) for n, p in self.inner.adapted.items()}
+        with torch.enable_grad():
+            kl = self._kl_between(self.inner.adapted, adapted)
+            grads = torch.autograd.grad(kl, list(adapted.values()), create_graph=True)
+            kl_grad = dict(zip(adapted, grads, strict=True))
+
+        def fisher(u: Params) -> Params:
+            with torch.enable_grad():
+                out = torch.autograd.grad(
+                    _dot(kl_grad, u), list(adapted.values()), retain_graph=True
+                )
+            return dict(zip(adapted, out, strict=True))
+
+        return fisher
 
 
 def _dot(a: Params, b: Params) -> Tensor:

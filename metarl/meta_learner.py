@@ -11,6 +11,7 @@ state is part of :meth:`MetaLearner.state_dict`, so a resumed run repeats the sa
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -38,20 +39,24 @@ _SEED_HIGH = 2**31 - 1
 REFERENCE_ALGORITHMS = ("pretrained", "oracle")
 
 
+def torch_thread_count(configured: int | None) -> int:
+    """Torch intra-op threads: ``configured``, else ``OMP_NUM_THREADS``, else the usable cores."""
+    if configured is not None:
+        return int(configured)
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, len(os.sched_getaffinity(0)))
+
+
 class MetaLearner:
     """Holds θ, the sampler and the meta-optimizer of a run; :meth:`step` is one iteration."""
 
     def __init__(self, cfg: TrainConfig, dtype: torch.dtype = torch.float32):
         self.cfg = cfg
-        torch.set_num_threads(cfg.sampler.torch_threads)
-        self.sampler = Sampler(
-            cfg.env.id,
-            cfg.episodes_per_task,
-            horizon=cfg.env.horizon,
-            env_kwargs=cfg.env.kwargs,
-            env_threads=cfg.sampler.env_threads,
-            oracle=cfg.algorithm == "oracle",
-        )
+        self.torch_threads = torch_thread_count(cfg.sampler.torch_threads)
+        torch.set_num_threads(self.torch_threads)
+        self.sampler = Sampler.from_config(cfg)
         self.policy = GaussianMLPPolicy(
             self.sampler.obs_dim,
             self.sampler.act_dim,
@@ -79,6 +84,8 @@ class MetaLearner:
             ls_backtrack=cfg.trpo.ls_backtrack,
             ls_max_steps=cfg.trpo.ls_max_steps,
             fvp_tasks=cfg.trpo.fvp_tasks,
+            fvp_method=cfg.trpo.fvp_method,
+            curvature=cfg.trpo.curvature,
         )
         self.delta_scale = cfg.hfmaml.delta_scale
         if cfg.hfmaml.delta_rule == "theory" and cfg.inner.lr > 0:

@@ -128,9 +128,13 @@ class TRPOMetaOptimizer:
         ls_backtrack: float = 0.5,
         ls_max_steps: int = 15,
         fvp_tasks: float = 1.0,
+        fvp_method: str = "closed_form",
+        curvature: str = "exact",
     ):
         if not 0.0 < fvp_tasks <= 1.0:
             raise ValueError(f"fvp_tasks {fvp_tasks!r}: must be in (0, 1]")
+        self.fvp_method = fvp_method
+        self.curvature = curvature
         self.max_kl = max_kl
         self.cg_iters = cg_iters
         self.cg_damping = cg_damping
@@ -147,7 +151,7 @@ class TRPOMetaOptimizer:
             m = fvp_task_count(self.fvp_tasks, problem.outer_batch.num_tasks)
             curvature = problem.select(slice(0, m))
             metrics["trpo/fvp_tasks"] = float(m)
-        fisher = curvature.fisher_vector_product(theta_old)
+        fisher = curvature.fisher_vector_product(theta_old, self.fvp_method, self.curvature)
 
         def fvp(v: Tensor) -> Tensor:
             return fisher(v) + self.cg_damping * v
@@ -158,14 +162,16 @@ class TRPOMetaOptimizer:
             metrics["trpo/ls_steps"] = 0.0
             return metrics
         full_step = math.sqrt(2.0 * self.max_kl / shs) * direction
-        with torch.no_grad():
-            loss_old = float(_evaluate(problem.loss, theta_old))
+        loss_old = float(_evaluate(problem.loss, theta_old))
         for i in range(self.ls_max_steps):
             frac = self.ls_backtrack**i
             candidate = unflatten_like(flatten_params(theta_old) - frac * full_step, theta_old)
             try:
-                loss_new = float(_evaluate(problem.loss, candidate))
-                kl_new = float(_evaluate(problem.kl, candidate))
+                with torch.enable_grad():  # MAML's θ'(θ) needs inner gradients
+                    loss_t, kl_t = problem.loss_and_kl(
+                        {k: v.detach() for k, v in candidate.items()}
+                    )
+                loss_new, kl_new = float(loss_t), float(kl_t)
             except FloatingPointError:  # e.g. MAML's re-adaptation blows up there: reject
                 continue
             if math.isfinite(loss_new) and kl_new <= self.max_kl and loss_new < loss_old:

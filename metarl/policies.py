@@ -57,6 +57,18 @@ def unflatten_like(vector: Tensor, like: Params) -> Params:
     return out
 
 
+def gaussian_log_prob(actions: Tensor, mu: Tensor, log_std: Tensor) -> Tensor:
+    """log N(a; μ, diag σ²) = Σ_j [-(a_j-μ_j)²/(2σ_j²) - log σ_j - ½ log 2π] over the last dim."""
+    z = (actions.to(mu.dtype) - mu) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std - _LOG_SQRT_2PI).sum(-1)
+
+
+def gaussian_kl(mu0: Tensor, log_std0: Tensor, mu1: Tensor, log_std1: Tensor) -> Tensor:
+    """KL(N(μ0, σ0²) ‖ N(μ1, σ1²)) = Σ_j [log σ1/σ0 + (σ0² + (μ0-μ1)²)/(2σ1²) - ½]."""
+    var0, var1 = torch.exp(2 * log_std0), torch.exp(2 * log_std1)
+    return (log_std1 - log_std0 + (var0 + (mu0 - mu1).square()) / (2 * var1) - 0.5).sum(-1)
+
+
 class GaussianMLPPolicy:
     """π_θ(a|s) = N(μ_θ(s), diag(exp(log_std))²) with μ an MLP and a state-independent log-std."""
 
@@ -123,9 +135,7 @@ class GaussianMLPPolicy:
     def log_prob(self, params: Params, obs: Tensor, actions: Tensor) -> Tensor:
         """log π_θ(a|s) = Σ_j [-(a_j-μ_j)²/(2σ_j²) - log σ_j - ½ log 2π] per observation."""
         mu = self.mean(params, obs)
-        log_std = self.log_std(params, mu)
-        z = (actions.to(mu.dtype) - mu) * torch.exp(-log_std)
-        return (-0.5 * z.square() - log_std - _LOG_SQRT_2PI).sum(-1)
+        return gaussian_log_prob(actions, mu, self.log_std(params, mu))
 
     def entropy(self, params: Params) -> Tensor:
         """H[π_θ(·|s)] = Σ_j (log σ_j + ½ log 2πe); state-independent, per task if per task."""
@@ -134,9 +144,11 @@ class GaussianMLPPolicy:
     def kl(self, old: Params, new: Params, obs: Tensor) -> Tensor:
         """KL(π_old(·|s) ‖ π_new(·|s)) per observation, in closed form for diagonal Gaussians."""
         mu0, mu1 = self.mean(old, obs), self.mean(new, obs)
-        ls0, ls1 = self.log_std(old, mu0), self.log_std(new, mu1)
-        var0, var1 = torch.exp(2 * ls0), torch.exp(2 * ls1)
-        return (ls1 - ls0 + (var0 + (mu0 - mu1).square()) / (2 * var1) - 0.5).sum(-1)
+        return gaussian_kl(mu0, self.log_std(old, mu0), mu1, self.log_std(new, mu1))
+
+    def linearize_mean(self, params: Params, obs: Tensor) -> MeanLinearization:
+        """μ_θ(s) and its Jacobian products at per-task ``params`` on ``obs`` (K, ..., obs_dim)."""
+        return MeanLinearization(self, params, obs)
 
     @torch.no_grad()
     def sample(
@@ -146,3 +158,145 @@ class GaussianMLPPolicy:
         mu = self.mean(params, obs)
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
         return mu + torch.exp(self.log_std(params, mu)) * eps
+
+
+class MeanLinearization:
+    """Jacobian products of the mean network at fixed per-task parameters and observations.
+
+    With J = ∂μ_θ(s)/∂θ_mean (weights and biases; log_std does not enter μ), :meth:`jvp`
+    returns J v and :meth:`vjp` returns Jᵀ u, written out layer by layer from the activations of
+    one cached forward pass (z_l = x_l W_lᵀ + b_l, x_{l+1} = act(z_l)):
+
+        forward mode   dz_l = x_l dW_lᵀ + db_l + dx_l W_lᵀ,   dx_{l+1} = act'(z_l) ⊙ dz_l
+        reverse mode   dW_l = δ_lᵀ x_l,  db_l = Σ δ_l,   δ_{l-1} = (δ_l W_l) ⊙ act'(z_{l-1})
+
+    Inputs are cached with a column of ones, [x_l, 1], so that a weight and its bias enter one
+    batched matmul. Each product costs about two matmuls per layer and builds no autograd
+    graph, which makes TRPO's Fisher-vector products (F v = Jᵀ Σ⁻¹ J v) a few forward passes.
+    """
+
+    def __init__(self, policy: GaussianMLPPolicy, params: Params, obs: Tensor):
+        if not is_per_task(params):
+            raise ValueError("MeanLinearization needs per-task parameters (K leading)")
+        with torch.no_grad():
+            k = params["w0"].shape[0]
+            x = obs.to(params["w0"].dtype).reshape(k, -1, obs.shape[-1])
+            self.lead = obs.shape[:-1]
+            self.num_layers = policy.num_layers
+            self.activation = policy.activation
+            self.weights = [params[f"w{i}"].detach() for i in range(policy.num_layers)]
+            self.inputs: list[Tensor] = []  # [x_l, 1], the input of layer l with a ones column
+            self.slopes: list[Tensor] = []  # act'(z_l) of the hidden layers
+            for i, w in enumerate(self.weights):
+                x_aug = torch.cat([x, x.new_ones(*x.shape[:-1], 1)], dim=-1)
+                self.inputs.append(x_aug)
+                w_aug = torch.cat([w, params[f"b{i}"].detach().unsqueeze(-1)], dim=-1)
+                x = torch.bmm(x_aug, w_aug.transpose(1, 2).contiguous())
+                if i < policy.num_layers - 1:
+                    if policy.activation == "tanh":
+                        x = torch.tanh(x)
+                        self.slopes.append(1.0 - x.square())
+                    else:
+                        self.slopes.append((x > 0).to(x.dtype))
+                        x = torch.relu(x)
+            self.weights_t = [w.transpose(1, 2).contiguous() for w in self.weights]
+            self.mean = x.reshape(*self.lead, policy.act_dim)
+
+    @torch.no_grad()
+    def jvp(self, tangent: Params) -> Tensor:
+        """J v for per-task tangents ``tangent`` (K leading; ``log_std`` ignored), like μ."""
+        dx: Tensor | None = None
+        for i in range(self.num_layers):
+            dw_aug = torch.cat([tangent[f"w{i}"], tangent[f"b{i}"].unsqueeze(-1)], dim=-1)
+            dz = torch.bmm(self.inputs[i], dw_aug.transpose(1, 2).contiguous())
+            if dx is not None:
+                dz = dz.baddbmm_(dx, self.weights_t[i])
+            dx = dz.mul_(self.slopes[i]) if i < len(self.slopes) else dz
+        assert dx is not None
+        return dx.reshape(self.mean.shape)
+
+    @torch.no_grad()
+    def backpropagate(self, out_grad: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+        """For G = ∂ℓ/∂μ: per layer l, δ_l (the gradient at z_l) and (δ_l W_l) ⊙ act''(z_{l-1})
+        (None for the first layer), the v-independent parts of :meth:`hessian_product`."""
+        delta = out_grad.reshape(self.inputs[0].shape[0], -1, out_grad.shape[-1])
+        out: list[tuple[Tensor, Tensor | None]] = []
+        for i in reversed(range(self.num_layers)):
+            if i == 0:
+                out.append((delta, None))
+                break
+            back = torch.bmm(delta, self.weights[i])  # δ_l W_l
+            slope = self.slopes[i - 1]
+            curvature = None
+            if self.activation == "tanh":  # act'' = -2 tanh(z) act'(z)
+                curvature = back * slope * self.inputs[i][..., :-1] * -2.0
+            out.append((delta, curvature))
+            delta = back * slope
+        return out[::-1]
+
+    @torch.no_grad()
+    def hessian_product(
+        self,
+        tangent: Params,
+        backward: list[tuple[Tensor, Tensor | None]],
+        out_curvature: Tensor,
+        out_shift: Tensor,
+    ) -> tuple[Params, Tensor]:
+        """∇²_θ ℓ(μ_θ) v for a loss ℓ of the means, by Pearlmutter's R-operator.
+
+        ``backward`` is :meth:`backpropagate` of G = ∂ℓ/∂μ, and R{G} = ``out_curvature`` ⊙ R{μ}
+        + ``out_shift`` its directional derivative (R{μ} = J v; the shift carries dependences
+        on parameters other than the mean network's, e.g. the log-std). With δ_l the
+        backpropagated G:
+
+            R{dW_l} = R{δ_l}ᵀ x_l + δ_lᵀ R{x_l},   R{db_l} = Σ R{δ_l},
+            R{δ_{l-1}} = (R{δ_l} W_l + δ_l dW_l) ⊙ act'(z_{l-1})
+                         + (δ_l W_l) ⊙ act''(z_{l-1}) ⊙ R{z_{l-1}}
+
+        Returns the weight and bias blocks of the product and R{μ}.
+        """
+        # R-forward: R{z_l} and R{x_l} (the input of layer l; none for the observations)
+        r_inputs: list[Tensor | None] = [None]
+        r_pre: list[Tensor] = []
+        r_x: Tensor | None = None
+        for i in range(self.num_layers):
+            dw_aug = torch.cat([tangent[f"w{i}"], tangent[f"b{i}"].unsqueeze(-1)], dim=-1)
+            r_z = torch.bmm(self.inputs[i], dw_aug.transpose(1, 2).contiguous())
+            if r_x is not None:
+                r_z = r_z.baddbmm_(r_x, self.weights_t[i])
+            r_pre.append(r_z)
+            if i < len(self.slopes):
+                r_x = r_z * self.slopes[i]
+                r_inputs.append(r_x)
+        r_mu = r_pre[-1]
+        r_delta = torch.addcmul(
+            out_shift.reshape(r_mu.shape), out_curvature.reshape(r_mu.shape), r_mu
+        )
+        out: Params = {}
+        for i in reversed(range(self.num_layers)):
+            delta, curvature = backward[i]
+            grad_aug = r_delta.transpose(1, 2) @ self.inputs[i]
+            r_in = r_inputs[i]
+            w_block = grad_aug[..., :-1]
+            if r_in is not None:
+                w_block = w_block.baddbmm(delta.transpose(1, 2), r_in)
+            out[f"w{i}"], out[f"b{i}"] = w_block, grad_aug[..., -1]
+            if i > 0:
+                r_back = torch.bmm(r_delta, self.weights[i]).baddbmm_(delta, tangent[f"w{i}"])
+                r_delta = r_back.mul_(self.slopes[i - 1])
+                if curvature is not None:
+                    r_delta.addcmul_(curvature, r_pre[i - 1])
+        params = {f"{n}{i}": out[f"{n}{i}"] for i in range(self.num_layers) for n in "wb"}
+        return params, r_mu.reshape(self.mean.shape)
+
+    @torch.no_grad()
+    def vjp(self, cotangent: Tensor) -> Params:
+        """Jᵀ u per task for ``cotangent`` shaped like μ: gradients of ⟨u, μ⟩ (no log_std)."""
+        delta = cotangent.reshape(self.inputs[-1].shape[0], -1, cotangent.shape[-1])
+        out: Params = {}
+        for i in reversed(range(self.num_layers)):
+            grad_aug = delta.transpose(1, 2) @ self.inputs[i]
+            out[f"w{i}"], out[f"b{i}"] = grad_aug[..., :-1], grad_aug[..., -1]
+            if i > 0:
+                delta = torch.bmm(delta, self.weights[i]).mul_(self.slopes[i - 1])
+        return {f"{n}{i}": out[f"{n}{i}"] for i in range(self.num_layers) for n in "wb"}

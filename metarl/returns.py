@@ -20,7 +20,10 @@ __all__ = [
     "discounted_returns",
     "gae_advantages",
     "normalize_advantages",
+    "step_weights",
 ]
+
+AVERAGING = ("per_episode", "per_step")
 
 
 def _check_same_shape(name: str, x: Tensor, masks: Tensor) -> None:
@@ -200,11 +203,36 @@ class LinearFeatureBaseline:
         return self.fit(obs, returns, masks).predict(obs, masks)
 
 
-def normalize_advantages(advantages: Tensor, masks: Tensor, eps: float = 1e-8) -> Tensor:
+def step_weights(masks: Tensor, averaging: str = "per_step") -> Tensor:
+    """Weight of each step in its task's averages, ``(K, E, T)``; each task's weights sum to 1.
+
+    ``per_step``: ``w = m / N_k`` with ``N_k`` the number of valid steps of task ``k`` (every
+    step counts the same). ``per_episode``: ``w = m / (E_k · L_e)``, the mean over each
+    episode's ``L_e`` valid steps, then over the task's ``E_k`` non-empty episodes (as
+    pytorch-maml-rl's ``weighted_mean``): an episode that reached its goal early weighs as much
+    as one that ran to the horizon. A task without valid steps gets zero weights.
+    """
+    if averaging not in AVERAGING:
+        raise ValueError(f"averaging {averaging!r}: must be one of {', '.join(AVERAGING)}")
+    if masks.dim() != 3:
+        raise ValueError(f"masks must be (K, E, T), got shape {tuple(masks.shape)}")
+    m = (masks > 0).to(masks.dtype if masks.is_floating_point() else torch.float32)
+    if averaging == "per_step":
+        return m / m.sum(dim=(1, 2), keepdim=True).clamp(min=1.0)
+    lengths = m.sum(dim=2, keepdim=True)  # (K, E, 1)
+    episodes = (lengths > 0).to(m.dtype).sum(dim=1, keepdim=True).clamp(min=1.0)
+    return m / (lengths.clamp(min=1.0) * episodes)
+
+
+def normalize_advantages(
+    advantages: Tensor, masks: Tensor, eps: float = 1e-8, weights: Tensor | None = None
+) -> Tensor:
     """Per task ``k``: ``(A − μ_k) / (σ_k + eps)`` over that task's valid steps, 0 elsewhere.
 
-    ``μ_k`` and ``σ_k`` are the mean and population standard deviation over the valid steps of
-    task ``k`` (all leading dims after the first are pooled). A task without valid steps gives 0.
+    ``μ_k = Σ w A`` and ``σ_k² = Σ w (A − μ_k)²`` with the step weights ``w`` of the task
+    (:func:`step_weights`; default ``per_step``, i.e. the plain mean and population standard
+    deviation over the valid steps, all leading dims after the first pooled). A task without
+    valid steps gives 0.
     """
     _check_same_shape("advantages", advantages, masks)
     if advantages.dim() < 2:
@@ -213,10 +241,14 @@ def normalize_advantages(advantages: Tensor, masks: Tensor, eps: float = 1e-8) -
     a = _masked(advantages, valid)
     m = valid.to(a.dtype)
     dims = tuple(range(1, a.dim()))
-    count = m.sum(dim=dims, keepdim=True).clamp(min=1.0)
-    mean = a.sum(dim=dims, keepdim=True) / count
+    if weights is None:
+        w = m / m.sum(dim=dims, keepdim=True).clamp(min=1.0)
+    else:
+        _check_same_shape("weights", weights, masks)
+        w = _masked(weights.to(a.dtype), valid)
+    mean = (w * a).sum(dim=dims, keepdim=True)
     centered = (a - mean) * m
-    std = torch.sqrt((centered * centered).sum(dim=dims, keepdim=True) / count)
+    std = torch.sqrt((w * centered * centered).sum(dim=dims, keepdim=True))
     return centered / (std + eps)
 
 
@@ -228,12 +260,13 @@ def compute_advantages(
     lam: float,
     baseline: LinearFeatureBaseline | None,
     normalize: bool,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Returns ``(advantages, returns)``, both ``(K, E, T)`` and detached from autograd.
 
     ``returns = discounted_returns(rewards, masks, γ)``; ``V`` = ``baseline`` refit per task on
     those returns (0 when ``baseline`` is None); ``advantages = GAE(γ, λ)`` with ``V``, then
-    optionally :func:`normalize_advantages` per task.
+    optionally :func:`normalize_advantages` per task (with the step ``weights``, if given).
     """
     with torch.no_grad():
         obs, rewards, masks = obs.detach(), rewards.detach(), masks.detach()
@@ -244,5 +277,5 @@ def compute_advantages(
             values = baseline.fit_predict(obs, returns, masks).to(returns.dtype)
         advantages = gae_advantages(rewards, values, masks, gamma, lam)
         if normalize:
-            advantages = normalize_advantages(advantages, masks)
+            advantages = normalize_advantages(advantages, masks, weights=weights)
     return advantages, returns

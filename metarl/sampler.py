@@ -18,7 +18,9 @@ import torch
 from torch import Tensor
 
 import envs
+from metarl.config import TrainConfig
 from metarl.policies import GaussianMLPPolicy, Params, is_per_task
+from metarl.returns import step_weights
 
 
 @dataclass
@@ -26,7 +28,9 @@ class EpisodeBatch:
     """Padded episodes of K tasks × E episodes × T steps.
 
     ``obs`` (K,E,T,obs_dim), ``actions`` (K,E,T,act_dim), ``rewards``/``masks`` (K,E,T),
-    ``log_probs`` (K,E,T) of the sampling policy (detached), ``tasks`` the K task dicts.
+    ``log_probs`` (K,E,T) of the sampling policy (detached), ``tasks`` the K task dicts,
+    ``weights`` (K,E,T) each step's weight in its task's averages (losses, KL, advantage
+    statistics; :func:`metarl.returns.step_weights`, per step unless given).
     """
 
     obs: Tensor
@@ -37,6 +41,11 @@ class EpisodeBatch:
     tasks: list[dict[str, Any]]
     seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
+    weights: Tensor = None  # type: ignore[assignment]  # set in __post_init__ when omitted
+
+    def __post_init__(self) -> None:
+        if self.weights is None:
+            self.weights = step_weights(self.masks, "per_step")
 
     @property
     def num_tasks(self) -> int:
@@ -71,6 +80,7 @@ class EpisodeBatch:
             tasks=chosen,
             seconds=self.seconds,
             extras=dict(self.extras),
+            weights=self.weights[index],
         )
 
 
@@ -84,7 +94,10 @@ class Sampler:
     """Samples ``episodes_per_task`` episodes per task with a batched environment.
 
     ``env_threads`` is the number of simulator threads of MuJoCo environments (ignored by
-    pure-numpy ones); ``oracle=True`` appends each copy's task parameters to its observation.
+    pure-numpy ones); ``oracle=True`` appends each copy's task parameters to its observation;
+    ``averaging`` sets the batches' step weights (:func:`metarl.returns.step_weights`).
+    Actions are clipped to the action space before they reach the environment (Gymnasium's
+    ``ClipAction``); the batch keeps the unclipped samples and their log-probabilities.
 
     One batched environment is built per number of copies and reused across calls. Sampling is
     deterministic given ``seed``: environment copies are reset with seeds ``seed + b`` and the
@@ -99,7 +112,10 @@ class Sampler:
         env_kwargs: Mapping[str, Any] | None = None,
         env_threads: int | None = None,
         oracle: bool = False,
+        averaging: str = "per_step",
     ):
+        step_weights(torch.ones(1, 1, 1), averaging)  # rejects an unknown mode here
+        self.averaging = averaging
         self.env_id = env_id
         self.oracle = oracle
         self.episodes_per_task = int(episodes_per_task)
@@ -111,6 +127,13 @@ class Sampler:
         self.horizon = probe.horizon
         self.obs_dim, self.act_dim = probe.obs_dim, probe.act_dim
         self.task_distribution = probe.task_distribution
+        single = envs.make_single(env_id, horizon=self.horizon, **self.env_kwargs)
+        space = single.action_space
+        self.action_low, self.action_high = (
+            space.low.astype(np.float64),
+            space.high.astype(np.float64),
+        )
+        single.close()
 
     def _env(self, num_envs: int) -> envs.BatchedTaskEnv:
         if num_envs not in self._envs:
@@ -160,7 +183,8 @@ class Sampler:
             obs_buf[t] = obs_t.reshape(b, self.obs_dim)
             act_buf[t] = actions
             alive_buf[t] = alive
-            obs, reward, terminated, truncated, _ = env.step(actions.numpy())
+            clipped = np.clip(actions.numpy(), self.action_low, self.action_high)
+            obs, reward, terminated, truncated, _ = env.step(clipped)
             rew_buf[t] = reward
             alive &= ~(terminated | truncated)
             if not alive.any():
@@ -181,6 +205,22 @@ class Sampler:
             log_probs=log_probs,
             tasks=[dict(t) for t in tasks],
             seconds=time.perf_counter() - start,
+            weights=step_weights(masks, self.averaging),
+        )
+
+    @classmethod
+    def from_config(
+        cls, cfg: TrainConfig, episodes_per_task: int | None = None, oracle: bool | None = None
+    ) -> Sampler:
+        """The sampler of a run's config (``episodes_per_task`` and ``oracle`` overridable)."""
+        return cls(
+            cfg.env.id,
+            cfg.episodes_per_task if episodes_per_task is None else episodes_per_task,
+            horizon=cfg.env.horizon,
+            env_kwargs=cfg.env.kwargs,
+            env_threads=cfg.sampler.env_threads,
+            oracle=cfg.algorithm == "oracle" if oracle is None else oracle,
+            averaging=cfg.averaging,
         )
 
     def close(self) -> None:

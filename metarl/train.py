@@ -156,14 +156,7 @@ class Evaluator:
     def sampler(self) -> Sampler:
         if self._sampler is None:
             cfg = self.cfg
-            self._sampler = Sampler(
-                cfg.env.id,
-                cfg.eval.episodes_per_task,
-                horizon=cfg.env.horizon,
-                env_kwargs=cfg.env.kwargs,
-                env_threads=cfg.sampler.env_threads,
-                oracle=cfg.algorithm == "oracle",
-            )
+            self._sampler = Sampler.from_config(cfg, cfg.eval.episodes_per_task)
         return self._sampler
 
     def due(self, iteration: int) -> bool:

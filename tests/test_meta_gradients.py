@@ -22,10 +22,31 @@ from metarl.sampler import Sampler
 ADVANTAGE = AdvantageSettings(gamma=0.99, gae_lambda=1.0, normalize=True, baseline="linear")
 
 
-def make_setup(alpha=0.3, steps=1, estimator="standard", algorithm="maml", seed=0):
-    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(5,), init_log_std=-0.5)
+def make_setup(
+    alpha=0.3,
+    steps=1,
+    estimator="standard",
+    algorithm="maml",
+    seed=0,
+    averaging="per_step",
+    early_termination=False,
+    hidden_sizes=(5,),
+    activation="tanh",
+):
+    """Fixed batches of 3 tasks × 3 episodes × 12 steps. ``early_termination``: a success
+    radius of 0.35, so that some episodes end before the horizon (padded steps, masks)."""
+    policy = GaussianMLPPolicy(
+        2, 2, hidden_sizes=hidden_sizes, init_log_std=-0.5, activation=activation
+    )
     params = policy.init_params(torch.Generator().manual_seed(seed), dtype=torch.float64)
-    sampler = Sampler("metarl/Navigation2D-v0", episodes_per_task=3, horizon=12)
+    kwargs = {"success_radius": 0.35} if early_termination else {}
+    sampler = Sampler(
+        "metarl/Navigation2D-v0",
+        episodes_per_task=3,
+        horizon=12,
+        env_kwargs=kwargs,
+        averaging=averaging,
+    )
     tasks = sampler.sample_tasks(3, np.random.default_rng(seed))
     inner = run_inner_loop(
         policy, sampler, params, tasks, alpha, steps, ADVANTAGE, [11, 12, 13], estimator

@@ -129,3 +129,28 @@ def test_one_inner_step_improves_navigation_returns_on_held_out_tasks():
         after = sampler.sample(policy, adapted, tasks, seed=seed + 100)
         gains.append(after.mean_return() - before.mean_return())
     assert min(gains) > 2.0, gains
+
+
+def test_actions_are_clipped_before_the_env_and_log_probs_stay_unclipped():
+    """A policy whose mean is far outside [-1, 1] pays the control cost of the clipped action
+    (0.05·‖clip(a)‖² = 0.3 per step on HalfCheetahVel), not of the raw sample."""
+    import envs
+
+    sampler = Sampler("metarl/HalfCheetahVel-v0", episodes_per_task=2, horizon=5, env_threads=0)
+    policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, hidden_sizes=(4,))
+    params = policy.init_params(torch.Generator().manual_seed(0), dtype=torch.float64)
+    params["b1"] = torch.full_like(params["b1"], 50.0)  # μ ≈ 50 in every dimension
+    tasks = [{"velocity": 1.0}]
+    batch = sampler.sample(policy, params, tasks, seed=3)
+    assert (batch.actions.abs() > 10).all()  # the batch keeps the raw samples
+    torch.testing.assert_close(
+        batch.log_probs, policy.log_prob(params, batch.obs, batch.actions) * batch.masks
+    )
+    env = envs.make_batched("metarl/HalfCheetahVel-v0", 2, horizon=5, nthread=0)
+    env.set_tasks(tasks * 2)
+    env.reset(seed=3)
+    for t in range(5):
+        actions = batch.actions[0, :, t].numpy()
+        _, reward, _, _, info = env.step(np.clip(actions, -1.0, 1.0))
+        np.testing.assert_allclose(batch.rewards[0, :, t].numpy(), reward)
+        np.testing.assert_allclose(info["reward_ctrl"], -0.3)

@@ -13,6 +13,7 @@ from metarl.returns import (
     discounted_returns,
     gae_advantages,
     normalize_advantages,
+    step_weights,
 )
 
 
@@ -188,3 +189,27 @@ def test_compute_advantages_matches_components() -> None:
     # Without a baseline and normalization, λ=1 advantages are the returns themselves.
     adv0, _ = compute_advantages(obs, rewards, masks, gamma, 1.0, None, False)
     torch.testing.assert_close(adv0, expected_ret)
+
+
+def test_step_weights_per_step_and_per_episode_by_hand():
+    # one task, two episodes: lengths 1 and 3 (T = 3)
+    masks = torch.tensor([[[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]])
+    per_step = step_weights(masks, "per_step")
+    torch.testing.assert_close(per_step, torch.tensor([[[0.25, 0, 0], [0.25, 0.25, 0.25]]]))
+    per_episode = step_weights(masks, "per_episode")
+    torch.testing.assert_close(per_episode, torch.tensor([[[0.5, 0, 0], [1 / 6, 1 / 6, 1 / 6]]]))
+    with pytest.raises(ValueError, match="per_episode, per_step"):
+        step_weights(masks, "per_task")
+
+
+def test_weighted_normalization_by_hand():
+    """Per-episode statistics: mean of episode means, then the same average of squares."""
+    masks = torch.tensor([[[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]])
+    adv = torch.tensor([[[4.0, 9.0, 9.0], [1.0, 2.0, 3.0]]])  # 9s are padding
+    # per episode: mean = (4 + 2) / 2 = 3; var = ((4-3)^2 + ((1-3)^2 + (2-3)^2 + 0) / 3) / 2 = 4/3
+    std = (4.0 / 3.0) ** 0.5
+    expected = torch.tensor([[[1.0 / std, 0, 0], [-2.0 / std, -1.0 / std, 0.0]]])
+    got = normalize_advantages(adv, masks, weights=step_weights(masks, "per_episode"))
+    torch.testing.assert_close(got, expected)
+    # per step: mean = 10 / 4 = 2.5
+    assert normalize_advantages(adv, masks)[0, 1, 2] > 0
