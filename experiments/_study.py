@@ -222,7 +222,7 @@ def ablation_run_dirs(
 def _finished(run_dir: Path, iterations: int) -> bool:
     """``run_dir`` was trained for exactly ``iterations`` iterations, all of them done."""
     try:
-        cfg = load_config(run_dir / "config.yaml")
+        cfg = load_config(run_dir / "config.yaml", saved=True)
     except ConfigError:
         return False
     return (

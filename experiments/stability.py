@@ -160,7 +160,7 @@ def _finite_mean(values: Sequence[float]) -> float:
 def run_record(run_dir: Path) -> dict[str, Any] | None:
     """Config values, final returns and divergence of one run dir (None if unreadable)."""
     try:
-        cfg = load_config(run_dir / "config.yaml")
+        cfg = load_config(run_dir / "config.yaml", saved=True)
     except ConfigError:
         return None
     rows = read_metrics(run_dir / "metrics.jsonl")

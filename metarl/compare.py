@@ -145,7 +145,7 @@ def load_run(path: str | Path, warnings: list[str] | None = None) -> Run:
     if not (path / "config.yaml").is_file():
         raise CompareError(f"'{path}' is not a metarl run directory: it has no config.yaml")
     try:
-        cfg = load_config(path / "config.yaml")
+        cfg = load_config(path / "config.yaml", saved=True)
     except ConfigError as exc:
         raise CompareError(f"run '{path}': {exc}") from None
     rows = read_metrics(path / "metrics.jsonl")

@@ -503,10 +503,38 @@ def apply_overrides(d: Mapping[str, Any], overrides: Sequence[str]) -> dict[str,
     return out
 
 
-def config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
-    """Parse, type-check and validate a nested mapping (missing keys take their defaults)."""
+# Keys added after runs had been saved, whose default is not what the code did before the key
+# existed. A run's saved config that lacks such a key ran with the value given here, so reading
+# it with today's default would silently resume (or evaluate) a different algorithm.
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "averaging": "per_step",  # before per-episode averaging, every valid step weighed the same
+}
+
+
+def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:
+    """``d`` (a run's saved config) with :data:`LEGACY_DEFAULTS` filled in where it lacks them."""
+    out = copy.deepcopy(dict(d))
+    for dotted, value in LEGACY_DEFAULTS.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, Mapping):
+                child = node[part] = {}
+            node = child  # type: ignore[assignment]
+        node.setdefault(leaf, value)
+    return out
+
+
+def config_from_dict(d: Mapping[str, Any], saved: bool = False) -> TrainConfig:
+    """Parse, type-check and validate a nested mapping (missing keys take their defaults).
+
+    ``saved=True`` for a config a run wrote: keys it lacks take :data:`LEGACY_DEFAULTS` first.
+    """
     if not isinstance(d, Mapping):
         raise ConfigError(f"config must be a mapping, got {type(d).__name__}")
+    if saved:
+        d = with_legacy_defaults(d)
     return validate_config(_build(TrainConfig, d, ""))
 
 
@@ -515,8 +543,11 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return asdict(cfg)
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config file, apply ``key=value`` overrides, parse and validate it."""
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), saved: bool = False
+) -> TrainConfig:
+    """Read a YAML config file, apply ``key=value`` overrides, parse and validate it
+    (``saved=True``: a run's own ``config.yaml``, see :func:`config_from_dict`)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -531,7 +562,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"config file '{path}': expected a mapping, got {type(data).__name__}")
-    return config_from_dict(apply_overrides(data, overrides))
+    return config_from_dict(apply_overrides(data, overrides), saved=saved)
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

@@ -181,7 +181,7 @@ def _config_of(path: Path, ckpt: Mapping[str, Any]) -> TrainConfig:
     from metarl.config import config_from_dict
 
     try:
-        return config_from_dict(ckpt["config"])
+        return config_from_dict(ckpt["config"], saved=True)
     except ConfigError as exc:
         raise EvaluateError(f"checkpoint '{path}' holds an invalid config: {exc}") from None
 

@@ -113,14 +113,16 @@ def resolve_config(
     overrides: Sequence[str] = (),
     seed: int | None = None,
     iterations: int | None = None,
+    saved: bool = False,
 ) -> TrainConfig:
-    """Load ``config_path`` with ``key=value`` overrides; ``seed``/``iterations`` win over both."""
+    """Load ``config_path`` with ``key=value`` overrides; ``seed``/``iterations`` win over both
+    (``saved=True``: a run's own config, see :func:`metarl.config.config_from_dict`)."""
     extra = list(overrides)
     if seed is not None:
         extra.append(f"seed={int(seed)}")
     if iterations is not None:
         extra.append(f"iterations={int(iterations)}")
-    return load_config(config_path, extra)
+    return load_config(config_path, extra, saved=saved)
 
 
 def _describe_diffs(old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str]) -> str:
@@ -281,9 +283,9 @@ def _prepare_run_dir(
     found = load_latest(run_dir / CHECKPOINT_DIR, log=sys.stderr)
     saved: dict[str, Any] | None = None
     if found is not None:
-        saved = config_to_dict(config_from_dict(found[1]["config"]))  # fill newer defaults
+        saved = config_to_dict(config_from_dict(found[1]["config"], saved=True))
     elif (run_dir / CONFIG_FILE).is_file():
-        saved = config_to_dict(load_config(run_dir / CONFIG_FILE))
+        saved = config_to_dict(load_config(run_dir / CONFIG_FILE, saved=True))
     if saved is None:
         raise RunDirError(
             f"run directory '{run_dir}' has neither checkpoints nor {CONFIG_FILE}: "
@@ -483,7 +485,9 @@ def run_cli(
                     f"directory holding {CONFIG_FILE})"
                 )
             config = str(saved)
-        cfg = resolve_config(config, overrides, seed, iterations)
+            cfg = resolve_config(config, overrides, seed, iterations, saved=True)
+        else:
+            cfg = resolve_config(config, overrides, seed, iterations)
         return train(cfg, run_dir, resume=resume, force=force).exit_code
     except (ConfigError, CheckpointError, RunDirError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)

@@ -212,3 +212,15 @@ def test_diff_configs_names_differing_keys():
     assert diff_configs(a, a) == []
     assert diff_configs(a, b) == ["policy.hidden_sizes", "inner.lr", "env.kwargs.x"]
     assert diff_configs(config_to_dict(a), b, ignore=["policy", "env.kwargs"]) == ["inner.lr"]
+
+
+def test_a_saved_config_without_a_newer_key_keeps_the_behaviour_it_ran_with(tmp_path):
+    """Run configs written before ``averaging`` existed ran per step; reading them as saved
+    must not switch them to today's per-episode default (a resume would change algorithm)."""
+    from metarl.config import LEGACY_DEFAULTS, config_from_dict, load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("algorithm: maml\ninner:\n  lr: 0.1\n")
+    assert load_config(path).averaging == "per_episode"
+    assert load_config(path, saved=True).averaging == LEGACY_DEFAULTS["averaging"] == "per_step"
+    assert config_from_dict({"averaging": "per_episode"}, saved=True).averaging == "per_episode"

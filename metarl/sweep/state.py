@@ -64,7 +64,7 @@ def _same_config(status: dict[str, Any], spec: RunSpec) -> bool:
     if "config_key" not in status:
         return False
     try:
-        saved = config_to_dict(load_config(spec.run_dir / "config.yaml"))
+        saved = config_to_dict(load_config(spec.run_dir / "config.yaml", saved=True))
     except (ConfigError, OSError):
         return False
     wanted = config_to_dict(spec.cfg)
