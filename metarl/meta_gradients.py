@@ -163,7 +163,8 @@ def run_inner_loop(
     grad_clip: float | None = None,
 ) -> InnerLoop:
     """Sample D^j_in at θ^j and take ``steps`` adaptation steps (no graph kept)."""
-    current: Params = expand_params({k: v.detach() for k, v in params.items()}, len(tasks))
+    # a copy: θ is updated in place by the meta-optimizer, the stored points θ^0 must not follow
+    current: Params = expand_params({k: v.detach().clone() for k, v in params.items()}, len(tasks))
     batches, advantages, points, norms = [], [], [], []
     for j in range(steps):
         batch = sampler.sample(policy, current, tasks, seed=seeds[j])

@@ -68,3 +68,19 @@ def test_add_parser_registers_bench_with_handler():
     assert callable(args.handler)
     args = parser.parse_args(["bench"])
     assert not args.quick and str(args.out) == "results/benchmarks" and args.repeats is None
+
+
+def test_tiny_bench_reports_curvature_products_and_their_targets(tiny_bench):
+    out, result = tiny_bench
+    fvp = result["curvature"]["fvp"]["algorithms"]
+    for algorithm in ("fomaml", "maml"):
+        assert fvp[algorithm]["speedup"] > 0
+        assert fvp[algorithm]["max_relative_difference"] < 1e-4  # float32, same products
+    rows = result["curvature"]["explicit_hessian"]["widths"]
+    assert [r["width"] for r in rows] == [8, 16] and all(r["explicit_s"] > 0 for r in rows)
+    texts = [t["target"] for t in result["targets"]]
+    assert any("closed-form Fisher-vector product" in t for t in texts)
+    assert any("trpo.curvature=adapted" in t for t in texts)
+    adapted = result["end_to_end"]["navigation2d"]["curvature_adapted"]["algorithms"]
+    assert list(adapted) == ["maml"] and adapted["maml"]["iteration_s"]["median"] > 0
+    assert "## e. TRPO curvature products and MAML's Hessian" in (out / "bench.md").read_text()

@@ -3,11 +3,15 @@
 ``MetaLearner.step`` (TRPO) of the Navigation2D and HalfCheetahVel configs per algorithm, and the
 fraction of each iteration spent in sampling / adaptation / meta-gradient / meta-update. For
 Navigation2D each algorithm is also run with ``trpo.fvp_tasks`` < 1 (TRPO's Fisher-vector
-products on a fraction of the tasks), interleaved with the default runs, under ``fvp_subsample``.
+products on a fraction of the tasks), interleaved with the default runs, under
+``fvp_subsample``, and MAML with ``trpo.curvature=adapted`` (the adapted policy's Fisher in
+place of Jᵀ F J) on both environments under ``curvature_adapted``. Every learner uses all usable
+cores for torch (``sampler.torch_threads``), as a single run does.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 from typing import Any
 
@@ -15,7 +19,7 @@ from metarl.bench.common import ALGORITHMS, CONFIG_DIR, log, median_spread
 from metarl.bench.sizes import Sizes
 
 TIME_KEYS = ("time/sampling", "time/adaptation", "time/meta_gradient", "time/meta_update")
-FULL, SUBSAMPLED = "full", "fvp_subsample"
+FULL, SUBSAMPLED, ADAPTED = "full", "fvp_subsample", "curvature_adapted"
 
 
 def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
@@ -34,14 +38,20 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
         ),
     )
     out: dict[str, Any] = {}
+    threads = max(1, len(os.sched_getaffinity(0)))
     for name, filename, overrides, iterations in setups:
-        variants = {FULL: list(overrides)}
+        base = [*overrides, f"sampler.torch_threads={threads}"]
+        variants = {FULL: (base, ALGORITHMS)}
         if name == "navigation2d":
-            variants[SUBSAMPLED] = [*overrides, f"trpo.fvp_tasks={sizes.e2e_nav_fvp_tasks}"]
+            variants[SUBSAMPLED] = (
+                [*base, f"trpo.fvp_tasks={sizes.e2e_nav_fvp_tasks}"],
+                ALGORITHMS,
+            )
+        variants[ADAPTED] = ([*base, "trpo.curvature=adapted"], ("maml",))
         learners = {
             (a, v): MetaLearner(load_config(CONFIG_DIR / filename, [f"algorithm={a}", *extra]))
-            for v, extra in variants.items()
-            for a in ALGORITHMS
+            for v, (extra, algorithms) in variants.items()
+            for a in algorithms
         }
         cfg = learners["maml", FULL].cfg
         for learner in learners.values():  # build the batched env outside the timed iterations
@@ -56,7 +66,9 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
             for i in range(warmup + iterations):
                 for algorithm in ALGORITHMS:
                     order = list(variants) if i % 2 == 0 else list(reversed(variants))
-                    for variant in order:  # the two variants alternate who goes first
+                    for variant in order:  # the variants alternate who goes first
+                        if (algorithm, variant) not in learners:
+                            continue
                         metrics = learners[algorithm, variant].step()
                         if i >= warmup:
                             records[algorithm, variant].append(metrics)
@@ -69,6 +81,7 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
             "config": {
                 "file": f"experiments/configs/{filename}",
                 "overrides": list(overrides),
+                "torch_threads": threads,
                 "tasks_per_batch": c["tasks_per_batch"],
                 "episodes_per_task": c["episodes_per_task"],
                 "horizon": learners["maml", FULL].sampler.horizon,
@@ -79,22 +92,23 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
             },
             "algorithms": per_alg,
         }
-        if SUBSAMPLED in variants:
-            fraction = sizes.e2e_nav_fvp_tasks
-            subsampled = {}
-            for a in ALGORITHMS:
-                entry = _summary(records[a, SUBSAMPLED])
+        for variant, (_, algorithms) in variants.items():
+            if variant == FULL:
+                continue
+            entries = {}
+            for a in algorithms:
+                entry = _summary(records[a, variant])
                 full = per_alg[a]
                 entry["over_full"] = entry["iteration_s"]["median"] / full["iteration_s"]["median"]
                 entry["meta_update_over_full"] = (
                     entry["seconds"]["meta_update"] / full["seconds"]["meta_update"]
                 )
-                subsampled[a] = entry
-            out[name][SUBSAMPLED] = {
-                "fvp_tasks": fraction,
-                "tasks_used": fvp_task_count(fraction, c["tasks_per_batch"]),
-                "algorithms": subsampled,
-            }
+                entries[a] = entry
+            out[name][variant] = {"algorithms": entries}
+        if SUBSAMPLED in variants:
+            fraction = sizes.e2e_nav_fvp_tasks
+            out[name][SUBSAMPLED]["fvp_tasks"] = fraction
+            out[name][SUBSAMPLED]["tasks_used"] = fvp_task_count(fraction, c["tasks_per_batch"])
     return out
 
 
@@ -107,6 +121,9 @@ def _summary(recs: list[dict[str, float]]) -> dict[str, Any]:
         entry["seconds"][part] = statistics.median(r[key] for r in recs)
         entry["fractions"][part] = statistics.median(r[key] / r["time/iteration"] for r in recs)
     entry["env_steps"] = recs[-1]["env_steps"]
+    entry["iteration_over_sampling"] = statistics.median(
+        r["time/iteration"] / r["time/sampling"] for r in recs
+    )
     if all("trpo/ls_steps" in r for r in recs):
         entry["trpo_ls_steps"] = statistics.median(r["trpo/ls_steps"] for r in recs)
         entry["trpo_accepted"] = statistics.fmean(r["trpo/accepted"] for r in recs)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl.bench.common import ALGORITHMS, log
+from metarl.bench.curvature import curvature_markdown
 from metarl.bench.env import ENV_KEYS
 from metarl.bench.notes import target_notes
 from metarl.bench.plots import make_plots
@@ -67,6 +68,26 @@ def _fvp_subsample_table(setup: dict[str, Any]) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def _adapted_table(setup: dict[str, Any]) -> list[str]:
+    """MAML with the adapted policy's Fisher (``trpo.curvature=adapted``) vs its exact Jᵀ F J."""
+    lines = [
+        "MAML with `trpo.curvature=adapted` (the adapted policy's Fisher in place of Jᵀ F J), "
+        "interleaved with the runs above:",
+        "",
+        "| algorithm | s / iteration, exact | adapted (median) | min – max | ratio | "
+        "iteration / sampling, exact → adapted |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for algorithm, entry in setup["curvature_adapted"]["algorithms"].items():
+        full = setup["algorithms"][algorithm]
+        lines.append(
+            f"| {algorithm} | {full['iteration_s']['median']:.3f} | "
+            f"{_fmt_s(entry['iteration_s'])} | {entry['over_full']:.2f} | "
+            f"{full['iteration_over_sampling']:.2f} → {entry['iteration_over_sampling']:.2f} |"
+        )
+    return [*lines, ""]
 
 
 def format_markdown(result: dict[str, Any]) -> str:
@@ -186,9 +207,12 @@ def format_markdown(result: dict[str, Any]) -> str:
             f"{c['hidden_sizes']}; {c['warmup_iterations']} warm-up + {c['timed_iterations']} "
             "timed iterations per algorithm, interleaved.",
             "",
+            f"{c.get('torch_threads', 1)} torch thread(s) per learner.",
+            "",
             "| algorithm | s / iteration (median) | min – max | × FO-MAML | sampling | "
-            "adaptation | meta-gradient | meta-update | TRPO line-search steps |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "adaptation | meta-gradient | meta-update | TRPO line-search steps | "
+            "iteration / sampling |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         fo = setup["algorithms"]["fomaml"]["iteration_s"]["median"]
         for algorithm, entry in setup["algorithms"].items():
@@ -198,11 +222,15 @@ def format_markdown(result: dict[str, Any]) -> str:
                 f"| {algorithm} | {_fmt_s(entry['iteration_s'])} | "
                 f"{entry['iteration_s']['median'] / fo:.2f} | {f['sampling']:.0%} | "
                 f"{f['adaptation']:.0%} | {f['meta_gradient']:.0%} | {f['meta_update']:.0%} | "
-                f"{ls} |"
+                f"{ls} | {entry.get('iteration_over_sampling', float('nan')):.2f} |"
             )
         lines.append("")
         if "fvp_subsample" in setup:
             lines += _fvp_subsample_table(setup)
+        if "curvature_adapted" in setup:
+            lines += _adapted_table(setup)
+    if "curvature" in result:
+        lines += curvature_markdown(result["curvature"])
     lines += [
         "![iteration breakdown](iteration_breakdown.png)",
         "",

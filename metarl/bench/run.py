@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl.bench.common import benchmark_modules, log
+from metarl.bench.curvature import bench_curvature
 from metarl.bench.end_to_end import bench_end_to_end
 from metarl.bench.env import bench_env
 from metarl.bench.machine import machine_info
@@ -24,7 +25,7 @@ def run_bench(
     tiny: bool = False,
     nthread: int | None = None,
 ) -> dict[str, Any]:
-    """Run sections a–d, write ``bench.json``, ``bench.md`` and the plots; return the result.
+    """Run sections a–e, write ``bench.json``, ``bench.md`` and the plots; return the result.
 
     ``repeats`` overrides the number of repeats of sections a, b and c; ``tiny`` shrinks every
     problem to a smoke test (seconds).
@@ -60,7 +61,9 @@ def run_bench(
     )
     print(st.format_sampler_report(result["sampler"]), flush=True)
     result["scaling"] = bench_scaling(sizes)
+    result["curvature"] = bench_curvature(sizes)
     result["end_to_end"] = bench_end_to_end(sizes)
+    torch.set_num_threads(1)
     result["load_end"] = list(os.getloadavg())
     result["seconds"] = time.perf_counter() - start
     write_report(result, out)

@@ -11,6 +11,10 @@ TARGET_POLICY_OVERHEAD = 0.25
 TARGET_HF_OVER_FO = 1.5
 TARGET_NAV_ITERATION_S = 1.0
 TARGET_NAV_SAMPLING_S = 0.2
+TARGET_FVP_SPEEDUP = 4.0
+TARGET_NAV_EXACT_S = {"maml": 1.5, "fomaml": 0.5, "hfmaml": 0.6}
+TARGET_NAV_CHEAP_S = {"maml": 0.7, "fomaml": 0.4}
+TARGET_CHEETAH_OVER_SAMPLING = {"maml": 2.0, "fomaml": 1.5, "hfmaml": 1.5}
 
 
 def summarize(result: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -128,4 +132,62 @@ def summarize(result: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
             nav_iter < TARGET_NAV_ITERATION_S,
         ),
     ]
+    if curvature := result.get("curvature"):
+        for algorithm, entry in curvature["fvp"]["algorithms"].items():
+            ratios[f"curvature/fvp_speedup/{algorithm}"] = entry["speedup"]
+        speedup = min(e["speedup"] for e in curvature["fvp"]["algorithms"].values())
+        targets.append(
+            target(
+                "closed-form Fisher-vector product ≥ 4× the double backward (worst algorithm)",
+                speedup,
+                TARGET_FVP_SPEEDUP,
+                speedup >= TARGET_FVP_SPEEDUP,
+            )
+        )
+    nav_algs = nav_setup["algorithms"]
+    for algorithm, limit in TARGET_NAV_EXACT_S.items():
+        value = nav_algs[algorithm]["iteration_s"]["median"]
+        targets.append(
+            target(
+                f"Navigation2D {nav_size} {algorithm} meta-iteration, exact curvature ≤ {limit} s",
+                value,
+                limit,
+                value <= limit,
+            )
+        )
+    cheap = {
+        "maml": nav_setup.get("curvature_adapted", {}).get("algorithms", {}).get("maml"),
+        "fomaml": nav_setup.get("fvp_subsample", {}).get("algorithms", {}).get("fomaml"),
+    }
+    for algorithm, entry in cheap.items():
+        if entry is None:
+            continue
+        limit = TARGET_NAV_CHEAP_S[algorithm]
+        how = "trpo.curvature=adapted" if algorithm == "maml" else "trpo.fvp_tasks"
+        value = entry["iteration_s"]["median"]
+        targets.append(
+            target(
+                f"Navigation2D {nav_size} {algorithm} meta-iteration with {how} ≤ {limit} s",
+                value,
+                limit,
+                value <= limit,
+            )
+        )
+    cheetah = e2e.get("half_cheetah_vel")
+    if cheetah is not None:
+        for algorithm, limit in TARGET_CHEETAH_OVER_SAMPLING.items():
+            entry = cheetah["algorithms"][algorithm]
+            if algorithm == "maml" and "curvature_adapted" in cheetah:
+                entry = cheetah["curvature_adapted"]["algorithms"]["maml"]
+            value = entry["iteration_over_sampling"]
+            ratios[f"end_to_end/half_cheetah_vel/iteration_over_sampling/{algorithm}"] = value
+            targets.append(
+                target(
+                    f"HalfCheetahVel {algorithm} meta-iteration ≤ {limit}× its sampling time"
+                    + (" (trpo.curvature=adapted)" if algorithm == "maml" else ""),
+                    value,
+                    limit,
+                    value <= limit,
+                )
+            )
     return ratios, targets
