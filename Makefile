@@ -39,6 +39,7 @@ format: $(STAMP)
 demo: $(STAMP)
 	$(PY) experiments/demo.py --out runs/demo
 
+# The documented way to regenerate the committed results/benchmarks (metarl bench defaults to runs/bench).
 bench: $(STAMP)
 	$(VENV)/bin/metarl bench --out results/benchmarks
 

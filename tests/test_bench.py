@@ -67,7 +67,7 @@ def test_add_parser_registers_bench_with_handler():
     assert args.quick and str(args.out) == "x" and args.repeats == 2
     assert callable(args.handler)
     args = parser.parse_args(["bench"])
-    assert not args.quick and str(args.out) == "results/benchmarks" and args.repeats is None
+    assert not args.quick and str(args.out) == "runs/bench" and args.repeats is None
 
 
 def test_tiny_bench_reports_curvature_products_and_their_targets(tiny_bench):

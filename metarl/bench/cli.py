@@ -25,7 +25,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         ),
     )
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
-    p.add_argument("--out", type=Path, default=Path("results/benchmarks"), help="output directory")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/bench"),
+        help=(
+            "output directory (default runs/bench; `make bench` regenerates the committed "
+            "results/benchmarks)"
+        ),
+    )
     p.add_argument("--repeats", type=int, default=None, help="repeats per figure (default 5/2)")
     p.set_defaults(handler=_bench_cli)
     return p
