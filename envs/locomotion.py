@@ -36,7 +36,6 @@ away; it costs one MuJoCo step per env step and is only taken when the sensors a
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -92,23 +91,66 @@ def reset_state(
     return qpos, qvel
 
 
+def compile_model(xml_path: str, sensor_body: str | None = None) -> mujoco.MjModel:
+    """The model of ``xml_path`` (optionally with the torso sensors of ``sensor_body``).
+
+    Equal, array for array and in its statistics, to ``MjModel.from_xml_path(xml_path)`` (tested),
+    but without MuJoCo's deprecated ``<compiler settotalmass>``, which Gymnasium's
+    ``half_cheetah.xml`` uses and which makes every compile print a deprecation warning. The
+    attribute is removed from the spec and its effect applied to the compiled model the way the
+    compiler applies it (:func:`set_total_mass`).
+    """
+    spec = mujoco.MjSpec.from_file(xml_path)
+    total_mass = float(spec.compiler.settotalmass)
+    spec.compiler.settotalmass = -1.0  # unset: applied below
+    if sensor_body is not None:
+        for name, kind in (
+            (TORSO_COM_SENSOR, mujoco.mjtSensor.mjSENS_SUBTREECOM),
+            (TORSO_COM_VELOCITY_SENSOR, mujoco.mjtSensor.mjSENS_SUBTREELINVEL),
+        ):
+            spec.add_sensor(
+                name=name, type=kind, objtype=mujoco.mjtObj.mjOBJ_BODY, objname=sensor_body
+            )
+    model = spec.compile()
+    if total_mass > 0:
+        set_total_mass(model, total_mass)
+    return model
+
+
+def set_total_mass(model: mujoco.MjModel, total_mass: float) -> None:
+    """Scale ``model``'s masses and inertias to ``total_mass``, as ``settotalmass`` does.
+
+    The compiler calls ``mj_setTotalmass`` and then ``mj_setConst``; the mean body mass and
+    mean diagonal inertia (``model.stat``, the latter scales the constraint solver's tolerance)
+    were computed before the scaling and are recomputed here, with the compiler's formulas and
+    summation order, so the result is bit-identical.
+    """
+    data = mujoco.MjData(model)
+    mujoco.mj_setTotalmass(model, total_mass)
+    mujoco.mj_setConst(model, data)
+    if model.nbody > 1:
+        mean_mass = 0.0
+        for mass in model.body_mass[1:]:
+            mean_mass += float(mass)
+        model.stat.meanmass = mean_mass / (model.nbody - 1)
+    if model.nv:
+        mujoco.mj_resetData(model, data)  # qpos = qpos0
+        mujoco.mj_forward(model, data)
+        inertia = np.zeros((model.nv, model.nv))
+        mujoco.mj_fullM(model, data, inertia)
+        mean_inertia = 0.0
+        for i in range(model.nv):
+            mean_inertia += float(inertia[i, i])
+        model.stat.meaninertia = mean_inertia / model.nv
+
+
 def model_with_torso_sensors(xml_path: str, body: str = TORSO_BODY) -> mujoco.MjModel:
     """The model of ``xml_path`` plus a ``subtreecom`` and a ``subtreelinvel`` sensor of ``body``.
 
     Sensors do not act on the physics: apart from the sensor arrays the compiled model equals
     ``MjModel.from_xml_path(xml_path)`` (tested), so the dynamics are unchanged.
     """
-    spec = mujoco.MjSpec.from_file(xml_path)
-    for name, kind in (
-        (TORSO_COM_SENSOR, mujoco.mjtSensor.mjSENS_SUBTREECOM),
-        (TORSO_COM_VELOCITY_SENSOR, mujoco.mjtSensor.mjSENS_SUBTREELINVEL),
-    ):
-        spec.add_sensor(name=name, type=kind, objtype=mujoco.mjtObj.mjOBJ_BODY, objname=body)
-    with warnings.catch_warnings():
-        # Gymnasium's XML files use <compiler settotalmass>, which the MjSpec compiler reports
-        # as deprecated (a Python warning; the XML loader logs it to MUJOCO_LOG.TXT instead).
-        warnings.filterwarnings("ignore", message=".*settotalmass.*")
-        return spec.compile()
+    return compile_model(xml_path, sensor_body=body)
 
 
 def torso_sensor_slices(model: mujoco.MjModel) -> tuple[slice, slice]:
@@ -324,13 +366,14 @@ class _TaskLocomotionMixin:
             mujoco.mj_forward(self.model, self.data)
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
-        if not self._torso_sensors:
-            return super()._initialize_simulation()  # type: ignore[misc]
-        model = model_with_torso_sensors(self.fullpath)
+        # MujocoEnv's, with compile_model instead of MjModel.from_xml_path (no deprecated
+        # settotalmass, same model) and the torso sensors when they are used
+        model = compile_model(self.fullpath, TORSO_BODY if self._torso_sensors else None)
         # as MujocoEnv: only grow the offscreen framebuffer
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
-        self._com_slice, self._com_velocity_slice = torso_sensor_slices(model)
+        if self._torso_sensors:
+            self._com_slice, self._com_velocity_slice = torso_sensor_slices(model)
         return model, mujoco.MjData(model)
 
     def _get_obs(self) -> np.ndarray:
