@@ -69,14 +69,28 @@ def finite_difference_gradient(fn, params, eps=1e-6):
     return grad
 
 
-@pytest.mark.parametrize("steps", [1, 2])
-def test_maml_meta_gradient_matches_finite_differences(steps):
+@pytest.mark.parametrize(
+    ("steps", "averaging", "early_termination"),
+    [
+        (1, "per_step", False),
+        (2, "per_step", False),
+        (1, "per_episode", True),
+        (2, "per_episode", True),
+    ],
+)
+def test_maml_meta_gradient_matches_finite_differences(steps, averaging, early_termination):
     """On fixed batches F is a deterministic function of θ; MAML (standard) is its gradient.
 
     (``dice`` is not: it adds the sampling-distribution term, which finite differences on fixed
-    batches cannot see; it is checked against HF-MAML's Hessian-free estimate below.)
+    batches cannot see; it is checked against HF-MAML's Hessian-free estimate below.) With early
+    termination the masked, per-episode averages and padded steps are exercised too.
     """
-    _, params, _, _, problem = make_setup(steps=steps)
+    _, params, _, _, problem = make_setup(
+        steps=steps, averaging=averaging, early_termination=early_termination
+    )
+    if early_termination:
+        lengths = problem.outer_batch.masks.sum(-1)
+        assert (lengths < lengths.max()).any() and (problem.inner.batches[0].masks == 0).any()
     grad = flatten_params(meta_gradient("maml", problem, params).mean())
     with torch.enable_grad():
         fd = finite_difference_gradient(lambda p: problem.loss(p).detach(), params)
