@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metarl import __version__, bench, compare, evaluate, sweep
+from metarl import __version__, bench, compare, config_docs, evaluate, sweep
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_parser(subparsers)
     bench.add_parser(subparsers)
     sweep.add_parser(subparsers)
+    config_docs.add_parser(subparsers)
     return parser
 
 
