@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metarl import __version__, bench, compare, config_docs, evaluate, sweep
+from metarl import __version__, bench, compare, config_docs, evaluate, sweep, tensorboard_export
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(subparsers)
     sweep.add_parser(subparsers)
     config_docs.add_parser(subparsers)
+    tensorboard_export.add_parser(subparsers)
     return parser
 
 
