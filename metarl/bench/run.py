@@ -19,7 +19,7 @@ from metarl.bench.sizes import sizes_for
 
 
 def run_bench(
-    out_dir: str | Path = "results/benchmarks",
+    out_dir: str | Path = "runs/bench",
     quick: bool = False,
     repeats: int | None = None,
     tiny: bool = False,
