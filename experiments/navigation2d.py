@@ -30,6 +30,14 @@ run dirs ``runs/maml-dice-trpo-seed<N>`` (as ``experiments/sweeps/navigation2d_d
 ``metarl compare`` of MAML, MAML-DiCE and HF-MAML (TRPO) into ``results/navigation2d/estimator/``.
 MAML-DiCE costs like MAML: ≈ 3.5-4.6 s/iteration, ≈ 20 min per run with 2 runs on 2 cores.
 
+``--ablation averaging``: MAML with ``averaging=per_step`` (every valid step of a task weighs the
+same in the inner loss, the outer surrogate, the KL and the advantage statistics; the default
+``per_episode`` averages within each episode first, as pytorch-maml-rl), run dirs
+``runs/maml-per_step-trpo-seed<N>``, compared with MAML into ``results/navigation2d/averaging/``.
+``--ablation backtrack``: MAML with TRPO's line-search backtracking 0.5 (the default is 0.8, as in
+rllab and pytorch-maml-rl), run dirs ``runs/maml-bt0.5-trpo-seed<N>``, into
+``results/navigation2d/backtrack/``. Both cost like MAML.
+
 ``--ablation inner_lr``: MAML with ``inner.lr=0.5``, the step size of the MAML paper's released
 2D-navigation script (its text says 0.1, the default here), run dirs
 ``runs/maml-a0.5-trpo-seed<N>``, compared with MAML at α = 0.1 into
