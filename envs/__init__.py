@@ -13,6 +13,7 @@ import inspect
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from envs.base import BatchedTaskEnv, Task, TaskDistribution, TaskField
 from envs.oracle import BatchedTaskInObservation, TaskInObservation
@@ -48,14 +49,29 @@ _SPECS: dict[str, tuple[str, str, int]] = {
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
 
+# Gymnasium's passive env checker is off for these ids (``gym.make(..., disable_env_checker=False)``
+# turns it back on): it checks only the first reset, and when that reset raises (an invalid task,
+# a ValueError naming it) it marks the check done without data, so the env's first ``step`` after
+# a later, valid reset fails with a TypeError inside the checker (Gymnasium 1.4). The envs pass
+# ``gymnasium.utils.env_checker.check_env`` (tests/test_envs.py), the full form of those checks.
 for _id, (_entry, _batched, _steps) in _SPECS.items():
     if _id not in gym.envs.registry:
-        gym.register(id=_id, entry_point=_entry, max_episode_steps=_steps)
+        gym.register(id=_id, entry_point=_entry, max_episode_steps=_steps, disable_env_checker=True)
 
 
 def _load(entry_point: str) -> Any:
     module, name = entry_point.split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def _horizon(env_id: str, horizon: int | None) -> int:
+    """``horizon``, or the id's ``max_episode_steps`` when None; anything below 1 is refused
+    (0 used to mean "the default" by accident)."""
+    if horizon is None:
+        return _SPECS[env_id][2]
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ValueError(f"horizon must be an int >= 1 (or None for the default), got {horizon!r}")
+    return int(horizon)
 
 
 def make_batched(
@@ -76,11 +92,12 @@ def make_batched(
     """
     if env_id not in _SPECS:
         raise ValueError(f"unknown environment id {env_id!r}; available: {', '.join(ENV_IDS)}")
-    _, batched, steps = _SPECS[env_id]
+    _, batched, _ = _SPECS[env_id]
+    horizon = _horizon(env_id, horizon)
     cls = _load(batched)
     if nthread is not None and "nthread" in inspect.signature(cls).parameters:
         kwargs["nthread"] = nthread
-    env = cls(num_envs=num_envs, horizon=horizon or steps, **kwargs)
+    env = cls(num_envs=num_envs, horizon=horizon, **kwargs)
     return BatchedTaskInObservation(env) if oracle else env
 
 
@@ -91,7 +108,7 @@ def make_single(
     in :class:`~envs.oracle.TaskInObservation` (task parameters appended to observations)."""
     if env_id not in _SPECS:
         raise ValueError(f"unknown environment id {env_id!r}; available: {', '.join(ENV_IDS)}")
-    env = gym.make(env_id, max_episode_steps=horizon or _SPECS[env_id][2], **kwargs)
+    env = gym.make(env_id, max_episode_steps=_horizon(env_id, horizon), **kwargs)
     return TaskInObservation(env) if oracle else env
 
 
