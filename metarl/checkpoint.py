@@ -22,6 +22,7 @@ import random
 import re
 import shutil
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,12 +49,33 @@ _NUMBERED = re.compile(r"iter_(\d+)\.pt")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, truncated or incompatible; the message names the file."""
+    """A checkpoint is missing, corrupt, truncated or incompatible; the message names the file.
+
+    ``path`` and ``cause`` (the problem without the file name) are set where one file is meant."""
+
+    def __init__(self, message: str, path: Path | None = None, cause: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.cause = message if cause is None else cause
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+def _load_cause(exc: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words: torch's own advice (the ``weights_only``
+    hint, "if you are seeing this error ...") is dropped, the actual cause kept."""
+    text = " ".join(str(exc).split())
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0]
+        return f"not a plain-data torch file ({detail.strip() or 'unsupported content'})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    first = text.split(". ", 1)[0].rstrip(".")
+    if not first:
+        return type(exc).__name__
+    return first if len(first) <= 120 else first[:117] + "..."
+
+
+def _fail(path: Path, cause: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint '{path}' {cause}", path, cause)
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -101,37 +123,48 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and check a checkpoint; any problem raises a one-line :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' not found")
+        raise _fail(path, "not found")
     try:
-        # Only tensors and plain containers: no arbitrary code runs while loading.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # Only tensors and plain containers: no arbitrary code runs while loading. torch's
+        # warnings about foreign pickles would break the one-line error below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        size = path.stat().st_size
-        raise CheckpointError(
-            f"checkpoint '{path}' ({size} bytes) is corrupt or truncated: {_one_line(exc)}"
-        ) from None
+        try:
+            size = f"{path.stat().st_size} bytes"
+        except OSError:
+            size = "size unknown"
+        raise _fail(path, f"is corrupt or truncated ({size}): {_load_cause(exc)}") from None
     if not isinstance(ckpt, dict):
-        raise CheckpointError(
-            f"checkpoint '{path}' is not a metarl checkpoint (holds {type(ckpt).__name__})"
-        )
+        raise _fail(path, f"is not a metarl checkpoint (holds {type(ckpt).__name__})")
     version = ckpt.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint '{path}' has format_version {version!r}; this metarl reads "
-            f"version {FORMAT_VERSION}"
+        raise _fail(
+            path,
+            f"has format_version {version!r}; this metarl reads version {FORMAT_VERSION}",
         )
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
-        raise CheckpointError(f"checkpoint '{path}' lacks {', '.join(missing)}")
+        raise _fail(path, f"lacks {', '.join(missing)}")
     learner = ckpt["learner"]
     if not isinstance(learner, dict) or not {"iteration", "params"} <= learner.keys():
-        raise CheckpointError(f"checkpoint '{path}' has no valid learner state")
+        raise _fail(path, "has no valid learner state")
     if int(learner["iteration"]) != int(ckpt["iteration"]):
-        raise CheckpointError(
-            f"checkpoint '{path}' is inconsistent: iteration {ckpt['iteration']} but learner "
-            f"iteration {learner['iteration']}"
+        raise _fail(
+            path,
+            f"is inconsistent: iteration {ckpt['iteration']} but learner iteration "
+            f"{learner['iteration']}",
         )
     return ckpt
+
+
+def _summarize(problems: list[CheckpointError]) -> str:
+    """``latest.pt, previous.pt: cause; iter_000004.pt: other cause`` (one entry per cause)."""
+    by_cause: dict[str, list[str]] = {}
+    for p in problems:
+        by_cause.setdefault(p.cause, []).append(p.path.name if p.path else "?")
+    return "; ".join(f"{', '.join(names)} {cause}" for cause, names in by_cause.items())
 
 
 def _numbered(directory: Path) -> list[Path]:
@@ -157,17 +190,17 @@ def load_latest(
     directory = Path(directory)
     log = sys.stderr if log is None else log
     candidates = [directory / LATEST, directory / PREVIOUS, *_numbered(directory)]
-    problems: list[str] = []
+    problems: list[CheckpointError] = []
     for path in candidates:
         if not path.is_file():
             continue
         try:
             ckpt = load_checkpoint(path)
         except CheckpointError as exc:
-            problems.append(str(exc))
+            problems.append(exc)
             continue
         if path.name != LATEST:
-            why = "; ".join(problems) if problems else f"'{directory / LATEST}' not found"
+            why = _summarize(problems) if problems else f"'{directory / LATEST}' not found"
             print(
                 f"warning: {why}; using '{path}' (iteration {ckpt['iteration']}) instead",
                 file=log,
@@ -175,7 +208,7 @@ def load_latest(
             )
         return path, ckpt
     if problems:
-        raise CheckpointError(f"no usable checkpoint in '{directory}': {'; '.join(problems)}")
+        raise CheckpointError(f"no usable checkpoint in '{directory}': {_summarize(problems)}")
     return None
 
 
