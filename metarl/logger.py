@@ -12,10 +12,15 @@ Sinks (SB3-style: the training loop only builds the dict; one call feeds them al
   ``by_env_steps/<tag>`` in ``RUN_DIR/by_env_steps/`` (a separate event directory: TensorBoard
   purges by step across all tags of a run, and env steps are not iterations).
 
-On resume (:meth:`Logger.__init__` with ``resume_from``), ``metrics.jsonl`` is cut back to the
-rows with ``iteration <= resume_from`` (dropping a row written just before a kill, or a torn
-last line) and the TensorBoard writers are opened with ``purge_step``, so a resumed run's logs
-equal an uninterrupted run's.
+On resume, :func:`reconcile_metrics` checks ``metrics.jsonl`` against the checkpoint the run
+continues from before anything is written: rows past the checkpoint (written just before a kill)
+are cut, a torn *last* line is dropped and, when it held the checkpoint's own iteration, that row
+is rewritten from the copy the checkpoint carries. Any other damage (an unreadable line before
+the last, iterations out of order, rows missing before the checkpoint) raises
+:class:`MetricsError` and leaves the file as it was, with a copy beside it
+(``metrics.jsonl.damaged``). The TensorBoard writers are opened with ``purge_step``, so a resumed
+run's logs equal an uninterrupted run's. :func:`load_metrics` reads a file strictly (what
+``metarl compare`` uses): damage is an error, never a shorter list of rows.
 """
 
 from __future__ import annotations
@@ -24,22 +29,27 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from metarl.atomic import atomic_write_text
+from metarl.atomic import atomic_write, atomic_write_text, named_os_error
 
 __all__ = [
     "JsonlSink",
     "Logger",
+    "MetricsError",
     "StdoutSink",
     "TensorBoardSink",
     "config_markdown",
     "flatten_dict",
+    "load_metrics",
     "read_metrics",
+    "reconcile_metrics",
     "truncate_metrics",
 ]
 
@@ -88,13 +98,150 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 def truncate_metrics(path: str | Path, max_iteration: int) -> list[dict[str, Any]]:
     """Keep the rows of ``path`` with ``iteration <= max_iteration`` (atomic rewrite); return
-    them. Rows after a torn line are dropped too."""
+    them. Rows after a torn line are dropped too (lenient: see :func:`reconcile_metrics`)."""
     path = Path(path)
     if not path.exists():
         return []
     rows = [r for r in read_metrics(path) if int(r["iteration"]) <= max_iteration]
     atomic_write_text(path, "".join(_json_line(r) for r in rows))
     return rows
+
+
+class MetricsError(ValueError):
+    """``metrics.jsonl`` is damaged beyond a torn last line; the message names the file and line."""
+
+
+@dataclass
+class _Parsed:
+    rows: list[dict[str, Any]]
+    lines: list[bytes]  # the raw bytes of each good row's line
+    torn: bytes | None  # an unreadable last line (a write cut short), if any
+    complete: bool = True  # the file is empty or ends with a newline
+
+
+def _parse_metrics(path: Path) -> _Parsed:
+    """Rows of ``path`` with their raw lines; raises :class:`MetricsError` for damage that is not
+    a torn last line: an unreadable line before the last, a row without an integer iteration,
+    iterations that are not 1, 2, 3, ..."""
+    data = path.read_bytes()
+    complete = data.endswith(b"\n") or not data
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()  # the file ends with a newline
+    rows: list[dict[str, Any]] = []
+    lines: list[bytes] = []
+    torn: bytes | None = None
+    for number, line in enumerate(raw, start=1):
+        try:
+            row = json.loads(line)
+            ok = isinstance(row, dict) and type(row.get("iteration")) is int
+        except ValueError:
+            row, ok = None, False
+        if not ok:
+            if number == len(raw):
+                torn = line
+                break
+            shown = line[:60].decode("utf-8", "replace")
+            raise MetricsError(
+                f"'{path}' line {number} of {len(raw)} is not a metrics row ({shown!r}); the rows "
+                "after it cannot be trusted"
+            )
+        expected = len(rows) + 1
+        if row["iteration"] != expected:
+            raise MetricsError(
+                f"'{path}' line {number} holds iteration {row['iteration']} where iteration "
+                f"{expected} was expected (rows duplicated, missing or out of order)"
+            )
+        rows.append(row)
+        lines.append(line + b"\n")
+    return _Parsed(rows, lines, torn, complete)
+
+
+def load_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``path``, strictly: :class:`MetricsError` for any damage, a torn last line
+    included (it would under-count the run), and for a missing file."""
+    path = Path(path)
+    try:
+        parsed = _parse_metrics(path)
+    except FileNotFoundError:
+        raise MetricsError(f"'{path}' not found") from None
+    except OSError as exc:
+        raise MetricsError(f"cannot read '{path}': {exc.strerror or exc}") from None
+    if parsed.torn is not None:
+        raise MetricsError(
+            f"'{path}' ends in a torn line after iteration {len(parsed.rows)} (a run killed while "
+            "writing it, or one writing right now); `metarl train --resume` repairs it"
+        )
+    return parsed.rows
+
+
+def _keep_copy(path: Path) -> Path:
+    copy = path.with_name(path.name + ".damaged")
+    with path.open("rb") as f:
+        atomic_write(copy, lambda out: shutil.copyfileobj(f, out))
+    return copy
+
+
+def reconcile_metrics(
+    path: str | Path,
+    resume_from: int,
+    last_row: Mapping[str, Any] | None = None,
+    log: TextIO | None = None,
+) -> list[dict[str, Any]]:
+    """Make ``path`` hold exactly the rows of iterations 1..``resume_from`` before a resumed run
+    appends to it; return them. See the module docstring for what is repaired and what is an
+    error (:class:`MetricsError`, the file left as it was and copied to ``*.damaged``).
+
+    ``last_row``: the row of iteration ``resume_from`` as the checkpoint recorded it."""
+    path = Path(path)
+    log = sys.stderr if log is None else log
+    if not path.exists():
+        parsed = _Parsed([], [], None)
+    else:
+        try:
+            parsed = _parse_metrics(path)
+        except MetricsError as exc:
+            copy = _keep_copy(path)
+            raise MetricsError(
+                f"cannot resume: {exc}; the file is left as it was (copy: '{copy}'); repair or "
+                "remove the damaged lines, or start a new run"
+            ) from None
+    lines = parsed.lines[:resume_from]
+    changed = len(lines) != len(parsed.lines) or parsed.torn is not None or not parsed.complete
+    if parsed.torn is not None:
+        print(
+            f"warning: '{path}': dropping a torn last line after iteration {len(parsed.rows)} "
+            f"({len(parsed.torn)} bytes)",
+            file=log,
+            flush=True,
+        )
+    if (
+        len(lines) == resume_from - 1
+        and last_row is not None
+        and int(last_row.get("iteration", -1)) == resume_from
+    ):
+        lines.append(_json_line(last_row).encode("utf-8"))
+        changed = True
+        print(
+            f"warning: '{path}': the row of iteration {resume_from} was missing or torn; "
+            "rewritten from the checkpoint",
+            file=log,
+            flush=True,
+        )
+    if len(lines) != resume_from:
+        if path.exists():
+            copy = _keep_copy(path)
+            where = f"the file is left as it was (copy: '{copy}')"
+        else:
+            where = "the file is missing"
+        raise MetricsError(
+            f"cannot resume: '{path}' holds rows up to iteration {len(lines)} but the checkpoint "
+            f"is at iteration {resume_from}, so rows {len(lines) + 1}..{resume_from} are lost; "
+            f"{where}; resume from an older checkpoint or start a new run"
+        )
+    if changed:
+        atomic_write(path, lambda f: f.writelines(lines))
+    return [json.loads(line) for line in lines]
 
 
 def _json_line(row: Mapping[str, Any]) -> str:
@@ -160,9 +307,12 @@ class JsonlSink:
         self._file = self.path.open("a", encoding="utf-8")
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self._file.write(_json_line(row))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(_json_line(row))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:  # disk full: a torn last line at worst, repaired on resume
+            raise named_os_error(exc, self.path) from None
 
     def close(self) -> None:
         self._file.close()
@@ -256,7 +406,9 @@ class Logger:
 
     ``progress_every``: print every N-th iteration's line (and the last, and evaluations).
     ``resume_from``: the iteration of the checkpoint a resumed run continues from, with
-    ``env_steps`` and ``wall_time`` its totals; rows past it are removed from ``metrics.jsonl``.
+    ``env_steps`` and ``wall_time`` its totals and ``last_row`` the metrics row it recorded;
+    ``metrics.jsonl`` is reconciled with it (:func:`reconcile_metrics`, which may raise
+    :class:`MetricsError`) before any sink is opened.
     """
 
     def __init__(
@@ -271,6 +423,7 @@ class Logger:
         stdout: TextIO | None = None,
         progress_every: int = 1,
         tensorboard: bool = True,
+        last_row: Mapping[str, Any] | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -281,7 +434,7 @@ class Logger:
         self.metrics_path = self.run_dir / METRICS_FILE
         self.kept_rows: list[dict[str, Any]] = []
         if resume_from is not None:
-            self.kept_rows = truncate_metrics(self.metrics_path, resume_from)
+            self.kept_rows = reconcile_metrics(self.metrics_path, resume_from, last_row)
         self.sinks: list[Sink] = [StdoutSink(total_iterations, stdout, progress_every)]
         self.sinks.append(JsonlSink(self.metrics_path))
         if tensorboard:

@@ -15,17 +15,30 @@ the newest good checkpoint, cuts ``metrics.jsonl`` back to its iteration (re-run
 iteration whose row was written but whose checkpoint was not) and continues from the exact
 learner, optimizer and RNG state, so its rows equal an uninterrupted run's (timing keys aside).
 
+The metrics row of the checkpoint's iteration is also stored in the checkpoint, so a torn last
+line of ``metrics.jsonl`` is rewritten on resume; any other damage to the file stops the resume
+with one line and leaves the file as it was (:func:`metarl.logger.reconcile_metrics`).
+
+One writer per run dir: ``RUN_DIR/.lock`` (:mod:`metarl.runlock`) is held for the whole call; a
+second ``train`` on the same directory stops with exit code 2 naming the holder, and a lock left
+by a killed process is taken over with a warning.
+
 Stopping: SIGINT/SIGTERM finish the current iteration, checkpoint and return exit code
-128 + signal (130 for Ctrl-C); a second Ctrl-C aborts at once. A NaN/Inf in any metric or
-parameter (or a ``FloatingPointError`` from the learner) stops the run with exit code 3 after
-writing ``checkpoints/diverged_iter_N.pt``; ``latest.pt`` keeps the last good state.
+128 + signal (130 for Ctrl-C); a second Ctrl-C aborts at once. A NaN/Inf anywhere (a metric or
+parameter, a ``FloatingPointError`` from the learner, a non-finite action in the sampler) stops
+the run with exit code 3 after writing ``checkpoints/diverged_iter_N.pt``; ``latest.pt`` keeps the
+last good state. The message says where: in the inner loop (with α) or in the outer step (with
+β, or TRPO's max KL). A file system error (disk full, read-only run dir) ends the run with one
+line naming the path and exit code 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -39,6 +52,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from metarl.atomic import check_writable, describe_os_error
 from metarl.checkpoint import (
     CheckpointError,
     CheckpointManager,
@@ -55,9 +69,10 @@ from metarl.config import (
     load_config,
     save_config,
 )
-from metarl.logger import Logger, flatten_dict
+from metarl.logger import Logger, MetricsError, flatten_dict
 from metarl.meta_gradients import run_inner_loop
 from metarl.meta_learner import MetaLearner
+from metarl.runlock import LOCK_FILE, RunLock, RunLockedError
 from metarl.sampler import Sampler
 
 __all__ = [
@@ -71,7 +86,7 @@ __all__ = [
     "train",
 ]
 
-EXIT_ERROR = 2  # bad config, run dir or checkpoint
+EXIT_ERROR = 2  # bad config, run dir, checkpoint or metrics file; locked run dir; OSError
 EXIT_DIVERGED = 3  # NaN/Inf
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
@@ -224,6 +239,58 @@ def _nonfinite(metrics: Mapping[str, Any], params: Mapping[str, torch.Tensor]) -
     return None
 
 
+# Messages of errors that mean "a value became NaN/Inf" (the sampler's env rejects a non-finite
+# action with a ValueError; torch.distributions rejects a NaN scale with a ValueError).
+_NONFINITE_MESSAGE = re.compile(r"not finite|non-finite|\bnan\b|\binf\b|infinit", re.IGNORECASE)
+
+
+def _is_divergence(exc: BaseException) -> bool:
+    if isinstance(exc, FloatingPointError):
+        return True
+    return isinstance(exc, ValueError | RuntimeError) and bool(_NONFINITE_MESSAGE.search(str(exc)))
+
+
+def _raised_in(exc: BaseException, filename: str) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(filename):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _outer_settings(learner: MetaLearner) -> str:
+    cfg = learner.cfg
+    if cfg.meta_optimizer == "trpo":
+        return f"trpo, trpo.max_kl = {cfg.trpo.max_kl:g}"
+    beta = getattr(learner.optimizer, "lr", cfg.outer.lr)
+    return f"{cfg.meta_optimizer}, β = outer.lr = {float(beta):g}"
+
+
+def _inner_settings(learner: MetaLearner) -> str:
+    cfg = learner.cfg
+    return f"α = inner.lr = {cfg.inner.lr:g}, inner.steps = {cfg.inner.steps}"
+
+
+def _where_diverged(
+    learner: MetaLearner,
+    theta_before: Mapping[str, torch.Tensor],
+    detail: str,
+    exc: BaseException | None = None,
+) -> str:
+    """Name the place of a divergence found during (``exc``) or after a learner step: the outer
+    step if it had already changed θ (or raised), else the inner loop; with α or β."""
+    changed = any(not torch.equal(theta_before[k], p.detach()) for k, p in learner.params.items())
+    if changed and exc is None and _nonfinite({}, learner.params) is None:
+        # a completed step whose θ is fine: a non-finite metric
+        return f"{detail} ({_inner_settings(learner)}; {_outer_settings(learner)})"
+    if changed or (exc is not None and _raised_in(exc, "meta_optimizers.py")):
+        bad = _nonfinite({}, learner.params)
+        what = f"{bad} after the update" if bad is not None else detail
+        return f"in the outer step ({_outer_settings(learner)}): {what}"
+    return f"in the inner loop, before the outer step ({_inner_settings(learner)}): {detail}"
+
+
 class _StopRequests:
     """SIGINT/SIGTERM handlers that ask the loop to stop after the current iteration.
 
@@ -267,9 +334,7 @@ def _prepare_run_dir(
     cfg: TrainConfig, run_dir: Path, resume: bool, force: bool, log: TextIO
 ) -> tuple[Path, dict[str, Any]] | None:
     """Check ``run_dir`` against the request; return the checkpoint to resume from, if any."""
-    has_content = run_dir.is_dir() and any(run_dir.iterdir())
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"run directory '{run_dir}' exists and is not a directory")
+    has_content = run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
     if not resume:
         if has_content:
             raise RunDirError(
@@ -316,14 +381,50 @@ def train(
     """Train one run into ``run_dir`` (see the module docstring).
 
     ``stdout`` receives the progress lines (every ``progress_every``-th iteration); warnings
-    and errors go to stderr. Raises :class:`ConfigError`, :class:`CheckpointError` or
-    :class:`RunDirError` for problems found before training starts (nothing is written then);
-    otherwise returns how it ended.
+    and errors go to stderr. Raises :class:`ConfigError`, :class:`CheckpointError`,
+    :class:`RunDirError`, :class:`~metarl.logger.MetricsError` (a damaged ``metrics.jsonl``) or
+    :class:`~metarl.runlock.RunLockedError` (another process holds the run dir) for problems found
+    before training starts (nothing is written then), ``OSError`` naming the path for a file
+    system error at any time; otherwise returns how it ended.
     """
     out = sys.stdout if stdout is None else stdout
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory '{run_dir}' exists and is not a directory")
+    created = not run_dir.exists()
+    lock = RunLock(run_dir, "metarl train")
+    try:
+        lock.acquire()
+        if lock.stale is not None:
+            print(
+                f"warning: run directory '{run_dir}' was locked by {lock.stale}; taking it over",
+                file=sys.stderr,
+                flush=True,
+            )
+        return _train_locked(cfg, run_dir, resume, force, out, progress_every, tensorboard)
+    finally:
+        lock.release()
+        if created:  # an error before anything was written: leave no empty run dir behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+
+
+def _train_locked(
+    cfg: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    force: bool,
+    out: TextIO,
+    progress_every: int,
+    tensorboard: bool,
+) -> TrainResult:
     found = _prepare_run_dir(cfg, run_dir, resume, force, out)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # Writability first (the lock file proved the run dir itself writable): not after a
+    # first iteration's worth of computation.
+    check_writable(run_dir / CHECKPOINT_DIR)
+    if (run_dir / "metrics.jsonl").exists():
+        with (run_dir / "metrics.jsonl").open("ab"):
+            pass
     cfg_dict = config_to_dict(cfg)
 
     # Seeding, in one place: θ's init and every sampling seed come from cfg.seed through the
@@ -334,7 +435,7 @@ def train(
     logger: Logger | None = None
     evaluator: Evaluator | None = None
     try:
-        env_steps, wall_time, resume_from = 0, 0.0, None
+        env_steps, wall_time, resume_from, last_row = 0, 0.0, None, None
         if found is not None:
             path, ckpt = found
             try:
@@ -348,6 +449,7 @@ def train(
             env_steps = int(ckpt["logger"]["env_steps"])
             wall_time = float(ckpt["logger"]["wall_time"])
             resume_from = learner.iteration
+            last_row = ckpt.get("last_row")
             print(
                 f"resuming '{run_dir}' from {path.name} "
                 f"(iteration {learner.iteration}/{cfg.iterations})",
@@ -376,37 +478,51 @@ def train(
             stdout=out,
             progress_every=progress_every,
             tensorboard=tensorboard,
+            last_row=last_row,
         )
-        if resume_from is not None and len(logger.kept_rows) != resume_from:
-            print(
-                f"warning: metrics.jsonl holds {len(logger.kept_rows)} rows up to iteration "
-                f"{resume_from} (expected {resume_from}); continuing",
-                file=sys.stderr,
-            )
         evaluator = Evaluator(learner)
         stop = _StopRequests()
         with stop.installed():
             while learner.iteration < cfg.iterations:
                 n = learner.iteration + 1
                 metrics: dict[str, Any] = {}
+                theta_before = {k: p.detach().clone() for k, p in learner.params.items()}
+                problem: str | None = None
                 try:
                     metrics = learner.step()
-                    problem = _nonfinite(metrics, learner.params)
-                    if problem is None and evaluator.due(n):
+                except Exception as exc:
+                    if not _is_divergence(exc):
+                        raise
+                    detail = " ".join(str(exc).split())
+                    problem = _where_diverged(learner, theta_before, detail, exc)
+                else:
+                    if (bad := _nonfinite(metrics, learner.params)) is not None:
+                        problem = _where_diverged(learner, theta_before, bad)
+                if problem is None and evaluator.due(n):
+                    try:
                         eval_metrics = evaluator(n)
                         metrics.update(eval_metrics)
                         problem = _nonfinite(eval_metrics, {})
-                except FloatingPointError as exc:
-                    problem = " ".join(str(exc).split())
+                    except Exception as exc:
+                        if not _is_divergence(exc):
+                            raise
+                        problem = " ".join(str(exc).split())
+                    if problem is not None:
+                        problem = (
+                            f"in the held-out evaluation ({_inner_settings(learner)}, "
+                            f"eval.steps = {cfg.eval.steps}): {problem}"
+                        )
                 if problem is not None:
                     return _diverged(
                         learner, logger, checkpoints, cfg_dict, run_dir, n, problem, metrics
                     )
                 steps = int(metrics.pop("env_steps"))
                 metrics["perf/env_steps"] = steps
-                logger.dump(n, metrics, steps)
+                row = logger.dump(n, metrics, steps)
                 checkpoints.save(
-                    make_checkpoint(learner.state_dict(), cfg_dict, logger.state_dict())
+                    make_checkpoint(
+                        learner.state_dict(), cfg_dict, logger.state_dict(), last_row=row
+                    )
                 )
                 if stop.signum is not None and learner.iteration < cfg.iterations:
                     name = signal.Signals(stop.signum).name
@@ -426,11 +542,11 @@ def train(
         print(message, file=out, flush=True)
         return TrainResult("completed", learner.iteration, run_dir, message)
     finally:
-        if logger is not None:
-            logger.close()
-        if evaluator is not None:
-            evaluator.close()
-        learner.close()
+        # A close that fails (disk full while flushing) must not hide the error being raised.
+        for closer in (logger, evaluator, learner):
+            if closer is not None:
+                with contextlib.suppress(OSError):
+                    closer.close()
 
 
 def _diverged(
@@ -475,7 +591,8 @@ def run_cli(
     resume: bool = False,
     force: bool = False,
 ) -> int:
-    """``metarl train``: errors before training print ``error: ...`` (one line), exit code 2."""
+    """``metarl train``: errors before training, a locked run dir and file system errors print
+    ``error: ...`` (one line), exit code 2."""
     try:
         if config is None:
             saved = Path(run_dir) / CONFIG_FILE
@@ -489,6 +606,9 @@ def run_cli(
         else:
             cfg = resolve_config(config, overrides, seed, iterations)
         return train(cfg, run_dir, resume=resume, force=force).exit_code
-    except (ConfigError, CheckpointError, RunDirError) as exc:
+    except (ConfigError, CheckpointError, RunDirError, MetricsError, RunLockedError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr, flush=True)
         return EXIT_ERROR
