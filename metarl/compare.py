@@ -9,7 +9,9 @@ Python API::
 Runs are grouped by method (the algorithm; ``maml-dice`` for MAML with ``maml.estimator: dice``)
 and meta-optimizer from their ``config.yaml``; runs of one group that differ in a setting the
 method reads (e.g. ``inner.lr``) are split into variants, labelled ``MAML (trpo, inner.lr=0.5)``.
-Each run is one seed. All runs must share one env id. Written to ``OUT_DIR``:
+Each run is one seed. All runs must share one env id (and a run's ``eval/adaptation.json`` must be
+of that env); a damaged ``metrics.jsonl`` is refused, never read as a shorter run. ``OUT_DIR`` must
+be writable (checked first). Written to ``OUT_DIR``:
 
 * ``learning_curve_{iterations,env_steps,wall_clock}.png``: ``returns/post_adaptation`` (solid,
   mean across seeds with a pointwise 95% bootstrap band) and ``returns/pre_adaptation``
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from metarl.atomic import atomic_write_text, check_writable, describe_os_error
 from metarl.config import (
     META_OPTIMIZERS,
     ConfigError,
@@ -62,7 +65,7 @@ from metarl.evaluate import (
     shown_path,
     write_json,
 )
-from metarl.logger import read_metrics
+from metarl.logger import MetricsError, load_metrics
 from metarl.stats import (
     bootstrap_band,
     bootstrap_ci,
@@ -148,7 +151,12 @@ def load_run(path: str | Path, warnings: list[str] | None = None) -> Run:
         cfg = load_config(path / "config.yaml", saved=True)
     except ConfigError as exc:
         raise CompareError(f"run '{path}': {exc}") from None
-    rows = read_metrics(path / "metrics.jsonl")
+    if not (path / "metrics.jsonl").is_file():
+        raise CompareError(f"run '{path}' has no metrics rows (metrics.jsonl missing or empty)")
+    try:  # strictly: a damaged file is refused, never read as a shorter run
+        rows = load_metrics(path / "metrics.jsonl")
+    except MetricsError as exc:
+        raise CompareError(f"run '{path}': {exc}") from None
     if not rows:
         raise CompareError(f"run '{path}' has no metrics rows (metrics.jsonl missing or empty)")
     columns = {key: _column(rows, key) for key in ("iteration", "env_steps", "wall_time")}
@@ -168,6 +176,11 @@ def load_run(path: str | Path, warnings: list[str] | None = None) -> Run:
             adaptation = None
             if warnings is not None:
                 warnings.append(f"'{adaptation_path}' is unreadable ({exc}); ignored")
+    if adaptation is not None and adaptation.get("env_id", cfg.env.id) != cfg.env.id:
+        raise CompareError(
+            f"'{adaptation_path}' evaluates {adaptation.get('env_id')} but run '{path}' is of "
+            f"{cfg.env.id}: not this run's evaluation; re-run `metarl evaluate {path}`"
+        )
     return Run(path, cfg, columns, int(nonfinite), diverged, adaptation)
 
 
@@ -583,7 +596,8 @@ def compare_runs(
 
     ``target_return``: the return for "time to target" (default: 90% of the way from the worst
     group's initial return to the best group's final IQM). ``reps``/``seed``: bootstrap
-    resamples and generator seed (results are deterministic). Raises :class:`CompareError`.
+    resamples and generator seed (results are deterministic). Raises :class:`CompareError`, or
+    ``OSError`` naming the path for an unwritable ``out_dir``.
     """
     if not run_dirs:
         raise CompareError("no run directories given")
@@ -593,12 +607,13 @@ def compare_runs(
         if resolved in seen:
             raise CompareError(f"run directory '{d}' is given twice (also as '{seen[resolved]}')")
         seen[resolved] = str(d)
+    out = Path(out_dir)
+    check_writable(out)  # before reading and computing anything
     warnings: list[str] = []
     runs = [load_run(d, warnings) for d in run_dirs]
     groups = _group_runs(runs)
     _check_runs(runs, groups, warnings)
     env_id = runs[0].cfg.env.id
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     # Group numbers first (the default target needs the final returns), then time to target.
@@ -664,7 +679,7 @@ def compare_runs(
         "figures": figures,
     }
     write_json(summary, out / "summary.json")
-    (out / "report.md").write_text(_report(summary, groups), encoding="utf-8")
+    atomic_write_text(out / "report.md", _report(summary, groups))
     summary["files"] = {
         "report": str(out / "report.md"),
         "summary": str(out / "summary.json"),
@@ -860,6 +875,9 @@ def _run(args: argparse.Namespace) -> int:
         summary = compare_runs(args.run_dirs, args.out, args.target_return)
     except CompareError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr, flush=True)
         return EXIT_ERROR
     for label, s in summary["groups"].items():
         final = s["final_return"]

@@ -24,8 +24,13 @@ The episode seeds of step k are ``SeedSequence([seed, iteration]).generate_state
 values reproduce the ``eval/pre_adaptation`` and ``eval/post_adaptation`` of that iteration.
 
 Outputs ``RUN_DIR/eval/adaptation.json`` and ``RUN_DIR/eval/adaptation.png`` (return vs inner
-steps with 95% bootstrap CIs across tasks); with ``video_dir``, GIFs of one held-out task before
-and after adaptation (MuJoCo envs) or a trajectory plot of a few tasks (Navigation2D).
+steps with 95% bootstrap CIs across tasks), the run's own evaluation that ``metarl compare``
+reads; ``out_dir`` (``--out DIR``) writes them to ``DIR`` instead, for extra evaluations that must
+not replace it. With ``video_dir``, GIFs of one held-out task before and after adaptation (MuJoCo
+envs) or a trajectory plot of a few tasks (Navigation2D).
+
+Before any computation: the checkpoint must match its run (same ``env.id`` as the run's
+``config.yaml``) and the output folders must be writable; file system errors end in one line.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from metarl.atomic import atomic_write_text
+from metarl.atomic import atomic_write_text, check_writable, describe_os_error
 from metarl.config import ConfigError
 from metarl.stats import bootstrap_ci
 
@@ -186,6 +191,24 @@ def _config_of(path: Path, ckpt: Mapping[str, Any]) -> TrainConfig:
         raise EvaluateError(f"checkpoint '{path}' holds an invalid config: {exc}") from None
 
 
+def _check_matches_run(run_dir: Path, path: Path, cfg: TrainConfig) -> None:
+    """Refuse a checkpoint that is not of this run: its env id differs from ``config.yaml``'s."""
+    from metarl.config import load_config
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    try:
+        run_cfg = load_config(saved, saved=True)
+    except ConfigError as exc:
+        raise EvaluateError(f"run '{run_dir}': {exc}") from None
+    if run_cfg.env.id != cfg.env.id:
+        raise EvaluateError(
+            f"checkpoint '{path}' is of {cfg.env.id} but run '{run_dir}' is of {run_cfg.env.id} "
+            f"(its config.yaml): not this run's checkpoint; evaluate the run it came from"
+        )
+
+
 # --------------------------------------------------------------------------------------------------
 # Adaptation curves
 # --------------------------------------------------------------------------------------------------
@@ -270,15 +293,16 @@ def evaluate_run(
     video_dir: str | Path | None = None,
     protocol: str = "standard",
     step_budget: int | None = None,
+    out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Adaptation curves of ``run_dir`` on held-out tasks (see the module docstring).
 
     ``checkpoint``: ``"latest"`` (newest good checkpoint) or an iteration number. ``steps``: K,
     the number of inner steps (curves have K + 1 points). ``step_budget``: env steps per inner
     step (overrides ``episodes``; default 4000 with ``protocol="paper"``). Writes
-    ``RUN_DIR/eval/adaptation.json`` and ``adaptation.png`` and returns the JSON's content.
-    Raises :class:`EvaluateError`, :class:`metarl.checkpoint.CheckpointError` for unusable
-    inputs.
+    ``RUN_DIR/eval/adaptation.json`` and ``adaptation.png`` (or into ``out_dir``) and returns
+    the JSON's content. Raises :class:`EvaluateError`, :class:`metarl.checkpoint.CheckpointError`
+    for unusable inputs, ``OSError`` naming the path for an unwritable output (checked first).
     """
     if video_dir is not None:
         # Headless rendering; set before mujoco is first imported (it reads MUJOCO_GL then, and
@@ -299,6 +323,11 @@ def evaluate_run(
         raise EvaluateError(f"checkpoint {checkpoint!r}: must be 'latest' or an iteration >= 0")
     path, ckpt = _load_run_checkpoint(run_dir, checkpoint)
     cfg = _config_of(path, ckpt)
+    _check_matches_run(run_dir, path, cfg)
+    out_dir = run_dir / EVAL_DIR if out_dir is None else Path(out_dir)
+    check_writable(out_dir)
+    if video_dir is not None:
+        check_writable(video_dir)
     iteration = int(ckpt["iteration"])
     seed = cfg.eval.seed if seed is None else int(seed)
     if seed < 0:
@@ -352,7 +381,6 @@ def evaluate_run(
         )
         rand = _adaptation_curve(learner, sampler, random_theta, held_out, alphas, seeds)
 
-        out_dir = run_dir / EVAL_DIR
         result: dict[str, Any] = {
             "run_dir": shown_path(run_dir),
             "checkpoint": path.name,
@@ -643,8 +671,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=(
             "Take 0..K inner policy-gradient steps from a run's meta-learned parameters and from "
             "a random initialization on held-out tasks (drawn from the run's eval.seed unless "
-            "--seed is given) and write RUN_DIR/eval/adaptation.json and adaptation.png. "
-            "Exit codes: 0 done, 2 bad run dir, checkpoint or arguments."
+            "--seed is given) and write RUN_DIR/eval/adaptation.json and adaptation.png (or "
+            "into --out DIR). Exit codes: 0 done, 2 bad run dir, checkpoint, arguments or an "
+            "unwritable output."
         ),
     )
     p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run directory of metarl train")
@@ -684,6 +713,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="N",
         help="env steps per inner step (episodes = N // horizon; overrides --episodes)",
     )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write adaptation.json and .png to DIR instead of RUN_DIR/eval (an extra "
+        "evaluation that leaves the run's own, which compare reads, in place)",
+    )
     p.set_defaults(handler=_run)
     return p
 
@@ -702,9 +738,13 @@ def _run(args: argparse.Namespace) -> int:
             video_dir=args.video,
             protocol=args.protocol,
             step_budget=args.step_budget,
+            out_dir=args.out,
         )
     except (EvaluateError, CheckpointError, ConfigError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr, flush=True)
         return EXIT_ERROR
     print(format_result(result))
     return 0
