@@ -92,7 +92,7 @@ def test_navigation2d_quick_tiny_end_to_end(tmp_path):
 
 def test_navigation2d_defaults_resume_the_runs_started_by_hand(tmp_path):
     """`metarl train experiments/configs/navigation2d.yaml --run-dir DIR --seed N --set
-    algorithm=ALG meta_optimizer=OPT iterations=300 sampler.env_threads=1 [outer.lr=0.003]`
+    algorithm=ALG meta_optimizer=OPT iterations=500 sampler.env_threads=1 [outer.lr=0.003]`
     gives exactly the config of the script's run DIR = <algorithm>-<optimizer>-seed<N>."""
     study = _script("navigation2d").STUDY
     data = _study_helpers().build_sweep_dict(study, study.full, tmp_path)
@@ -103,7 +103,7 @@ def test_navigation2d_defaults_resume_the_runs_started_by_hand(tmp_path):
         by_hand = [
             f"algorithm={alg}",
             f"meta_optimizer={opt}",
-            "iterations=300",
+            "iterations=500",
             "sampler.env_threads=1",
             *(["outer.lr=0.003"] if opt == "adam" else []),
             f"seed={seed.removeprefix('seed')}",
@@ -317,3 +317,15 @@ def test_results_readme_copes_with_missing_and_diverged_results(tmp_path, monkey
     (tmp_path / "stability/summary.json").write_text(json.dumps(stability))
     text = module.results_readme()
     assert "| inner lr α | 0.1, 0.5 | -20.0 → -20.0 (–; 1 diverged) |" in text
+
+
+def test_paper_timing_half_cheetah_study_dry_runs(tmp_path, capsys):
+    """The paper-budget study: 3 algorithms × 2 seeds at 40 tasks × 20 episodes, 500
+    iterations, evaluated with the paper's protocol."""
+    module = _script("half_cheetah_vel_finn2017")
+    assert module.main(module.STUDY, module.__doc__, ["--dry-run", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "dry run: 6 runs" in printed and "hfmaml-trpo-seed1: new" in printed
+    assert "iterations=500" in printed and "tasks_per_batch" not in printed  # config's 40 × 20
+    assert module.STUDY.full.evaluate["protocol"] == "paper"
+    assert "Budget" in module.__doc__ and "wall-clock" in module.__doc__.lower()
