@@ -29,7 +29,7 @@ score-function term that HF-MAML's finite differences include) × 3 seeds, TRPO,
 (the committed runs are 300 iterations of the previous defaults: per-step averaging, backtracking
 0.5), run dirs ``runs/maml-dice-trpo-seed<N>`` (as ``experiments/sweeps/navigation2d_dice.yaml``),
 then ``metarl compare`` of MAML, MAML-DiCE and HF-MAML (TRPO) into
-``results/navigation2d/estimator/``. MAML-DiCE costs like MAML: ≈ 3.5-4.6 s/iteration, ≈ 20 min per run with 2 runs on 2 cores.
+``results/navigation2d/estimator/``. MAML-DiCE costs like MAML.
 
 ``--ablation averaging``: MAML with ``averaging=per_step`` (every valid step of a task weighs the
 same in the inner loss, the outer surrogate, the KL and the advantage statistics; the default
