@@ -110,7 +110,7 @@ def test_navigation2d_defaults_resume_the_runs_started_by_hand(tmp_path):
         ]
         assert config_to_dict(spec.cfg) == config_to_dict(load_config(CONFIG, by_hand)), spec.name
         assert spec.run_dir == tmp_path / "runs" / spec.name
-    assert sweep.evaluate == {"tasks": 40, "steps": 3, "episodes": 20}
+    assert sweep.evaluate == {"tasks": 40, "steps": 3, "episodes": 20, "protocol": "paper"}
 
 
 @pytest.mark.parametrize("name", ENV_SCRIPTS)
