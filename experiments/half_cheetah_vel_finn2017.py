@@ -20,8 +20,9 @@ Wall-clock measured on the 2-core machine while five other processes shared it (
 1 MuJoCo thread): FO-MAML ≈ 30 s per iteration (sampling 6.3 s, TRPO step 18 s), MAML ≈ 90 s
 (sampling 6.3 s, TRPO step 70 s): the TRPO step, not the physics, dominates at this batch
 (`metarl bench`, section d, has the unshared figures). So ≈ 4 h (FO-MAML) to 12 h (MAML) per run
-on a shared core. This outlives one 3-hour session: commit the run dirs (their ``checkpoints/latest.pt`` is kept in
-git) and rerun the same command to resume where they stopped.
+on a shared core. This outlives one 3-hour session: commit the run dirs (their
+``checkpoints/latest.pt`` is kept in git) and rerun the same command to resume where they
+stopped.
 
 ``--quick``: 10 tasks × 10 episodes, 20 iterations, 1 seed, into
 ``runs/quick/half_cheetah_vel_finn2017`` (a check that the pipeline runs, minutes).
