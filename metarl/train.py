@@ -343,7 +343,7 @@ def _prepare_run_dir(
             )
         return None
     if not has_content:
-        print(f"nothing to resume in '{run_dir}': starting a new run", file=log, flush=True)
+        print(f"new run in '{run_dir}'", file=log, flush=True)
         return None
     found = load_latest(run_dir / CHECKPOINT_DIR, log=sys.stderr)
     saved: dict[str, Any] | None = None
@@ -432,6 +432,13 @@ def _train_locked(
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     learner = MetaLearner(cfg)
+    print(
+        f"{cfg.algorithm} + {cfg.meta_optimizer}, {cfg.iterations} iterations of "
+        f"{cfg.tasks_per_batch} tasks × {cfg.episodes_per_task} episodes on {cfg.env.id}; "
+        f"threads: torch {learner.torch_threads}, MuJoCo {cfg.sampler.env_threads}",
+        file=out,
+        flush=True,
+    )
     logger: Logger | None = None
     evaluator: Evaluator | None = None
     try:
