@@ -29,6 +29,7 @@ class Sizes:
     e2e_cheetah_iterations: int
     e2e_nav_warmup: int
     e2e_nav_fvp_tasks: float  # Navigation2D TRPO also timed with this trpo.fvp_tasks
+    hessian_widths: tuple[int, ...]  # section e: MAML with the inner Hessian formed explicitly
 
 
 FULL = Sizes(
@@ -52,6 +53,7 @@ FULL = Sizes(
     e2e_cheetah_iterations=2,
     e2e_nav_warmup=1,
     e2e_nav_fvp_tasks=0.25,
+    hessian_widths=(16, 32, 48),
 )
 QUICK = replace(
     FULL,
@@ -60,6 +62,7 @@ QUICK = replace(
     ant_batch=40,
     ant_steps=100,
     widths=(32, 128),
+    hessian_widths=(16, 32),
     scale_repeats=3,
     e2e_cheetah_overrides=("tasks_per_batch=10", "episodes_per_task=10"),
     e2e_nav_iterations=2,
@@ -87,6 +90,7 @@ TINY = Sizes(  # a smoke test: seconds
     e2e_cheetah_iterations=1,
     e2e_nav_warmup=0,
     e2e_nav_fvp_tasks=0.25,
+    hessian_widths=(8, 16),
 )
 
 
