@@ -139,25 +139,6 @@ def _seeds(n: int) -> str:
     return f"{n} seed{'s' if n != 1 else ''}"
 
 
-def _entropy(pattern: str) -> tuple[float, float] | None:
-    """Mean ``policy/entropy`` over the first and the last 10% of iterations, averaged over the
-    runs ``results/navigation2d/runs/<pattern>``."""
-    firsts, lasts = [], []
-    for path in sorted((RESULTS / "navigation2d" / "runs").glob(f"{pattern}/metrics.jsonl")):
-        values = [
-            v
-            for line in path.read_text().splitlines()
-            if (v := _num(json.loads(line).get("policy/entropy"))) is not None
-        ]
-        if values:
-            n = math.ceil(len(values) / 10)
-            firsts.append(sum(values[:n]) / n)
-            lasts.append(sum(values[-n:]) / n)
-    if not firsts:
-        return None
-    return sum(firsts) / len(firsts), sum(lasts) / len(lasts)
-
-
 def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
     ca, cb = a["final_return"].get("ci95"), b["final_return"].get("ci95")
     if not ca or not cb or None in (*ca, *cb):
@@ -208,14 +189,6 @@ def _estimator_finding() -> str:
         f"[report](navigation2d/estimator/report.md)) ends at IQM {_final(dice)}, against "
         f"{_final(maml)} for MAML and {_final(hf)} for HF-MAML: {verdict}."
     )
-    e_dice, e_maml = _entropy("maml-dice-trpo-seed*"), _entropy("maml-trpo-seed*")
-    if e_dice and e_maml:
-        text += (
-            f" Policy entropy (first → last 10% of iterations) falls from {_fmt(e_dice[0], 2)} "
-            f"to {_fmt(e_dice[1], 2)} with the term and from {_fmt(e_maml[0], 2)} to "
-            f"{_fmt(e_maml[1], 2)} without it, so entropy collapse alone does not explain the "
-            "decay."
-        )
     return text
 
 
@@ -410,7 +383,8 @@ def navigation_findings() -> list[str]:
         + ". Ordered by the one-step return as measured.",
         f"- **Cost.** Per run MAML took {_fmt(_wall(t['maml']) / 60)} min, FO-MAML "
         f"{_fmt(_wall(t['fomaml']) / 60)} and HF-MAML {_fmt(_wall(t['hfmaml']) / 60)} (shared "
-        "2-core machine, up to four runs at a time); HF-MAML samples 1.5× the env steps of "
+        "2-core machine shared by up to six processes, so these are upper bounds; "
+        "`metarl bench` has the unshared figures); HF-MAML samples 1.5× the env steps of "
         "FO-MAML (its independent Hessian batch D_h) but never differentiates twice.",
         "",
         f"Earlier Navigation2D studies, run with the {PREVIOUS_DEFAULTS} (their reports compare "
