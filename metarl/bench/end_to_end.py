@@ -59,7 +59,11 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
         warmup = sizes.e2e_nav_warmup if name == "navigation2d" else 0
         log(
             f"d. end to end: {name}, {warmup} warm-up + {iterations} timed iterations"
-            + (f", trpo.fvp_tasks 1 and {sizes.e2e_nav_fvp_tasks}" if len(variants) > 1 else "")
+            + (
+                f", trpo.fvp_tasks 1 and {sizes.e2e_nav_fvp_tasks}"
+                if SUBSAMPLED in variants
+                else ""
+            )
         )
         records: dict[tuple[str, str], list[dict[str, float]]] = {key: [] for key in learners}
         try:
