@@ -51,9 +51,17 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_train)
 
 
+def _split_config_from_overrides(args: argparse.Namespace) -> None:
+    """``--set a=1 CONFIG`` puts CONFIG among the overrides (``nargs="+"`` is greedy): take a
+    trailing value without ``=`` back as CONFIG when none was given."""
+    if args.config is None and args.overrides and "=" not in args.overrides[-1]:
+        args.config = args.overrides.pop()
+
+
 def _train(args: argparse.Namespace) -> int:
     from metarl.train import run_cli  # torch is imported only by commands that need it
 
+    _split_config_from_overrides(args)
     return run_cli(
         args.config,
         args.run_dir,

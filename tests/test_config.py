@@ -224,3 +224,17 @@ def test_a_saved_config_without_a_newer_key_keeps_the_behaviour_it_ran_with(tmp_
     assert load_config(path).averaging == "per_episode"
     assert load_config(path, saved=True).averaging == LEGACY_DEFAULTS["averaging"] == "per_step"
     assert config_from_dict({"averaging": "per_episode"}, saved=True).averaging == "per_episode"
+
+
+def test_train_cli_takes_config_after_set_overrides():
+    """`metarl train --run-dir D --set iterations=1 CONFIG`: --set (greedy) does not eat CONFIG."""
+    from metarl.cli import _split_config_from_overrides, build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--run-dir", "d", "--set", "iterations=1", "seed=2", "cfg.yaml"]
+    )
+    _split_config_from_overrides(args)
+    assert args.config == "cfg.yaml" and args.overrides == ["iterations=1", "seed=2"]
+    args = build_parser().parse_args(["train", "x.yaml", "--run-dir", "d", "--set", "seed=2"])
+    _split_config_from_overrides(args)
+    assert args.config == "x.yaml" and args.overrides == ["seed=2"]
