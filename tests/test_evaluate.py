@@ -63,7 +63,9 @@ def test_evaluate_writes_curves_for_both_policies(nav_run, tmp_path):
             assert len(s["per_task"]) == 3
             assert s["mean"] == pytest.approx(sum(s["per_task"]) / 3)
             assert s["ci95"][0] <= s["mean"] <= s["ci95"][1]
-            assert math.isfinite(s["std"]) and s["env_steps"] == 3 * 2 * 10
+            assert (
+                math.isfinite(s["std"]) and 0 < s["env_steps"] <= 3 * 2 * 10
+            )  # fewer if a goal is reached
     assert saved["settings"]["alphas"] == [0.1, 0.1]
     assert len(saved["tasks"]) == 3
     plot = (nav_run / "eval" / "adaptation.png").read_bytes()
@@ -97,7 +99,7 @@ def test_paper_protocol_halves_later_steps_and_uses_a_step_budget(nav_run):
     assert result["settings"]["alphas"] == [0.1, 0.05, 0.05]
     assert result["settings"]["episodes_per_task"] == 4  # 40 env steps // horizon 10
     assert [s["alpha"] for s in result["steps"]] == [None, 0.1, 0.05, 0.05]
-    assert all(s["env_steps"] == 2 * 40 for s in result["steps"])
+    assert all(0 < s["env_steps"] <= 2 * 40 for s in result["steps"])  # episodes may end early
     with pytest.raises(EvaluateError, match="less than one episode"):
         evaluate_run(nav_run, tasks=2, steps=1, step_budget=5)
 
