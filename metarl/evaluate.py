@@ -40,7 +40,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -228,11 +229,13 @@ def _adaptation_curve(
     alphas: Sequence[float],
     seeds: Sequence[int],
     keep_batches: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[list[np.ndarray], list[int], Params, list[Any]]:
     """Per-task mean returns after k = 0..K inner steps from shared ``params``.
 
     Returns (per-step per-task returns, per-step env steps, the adapted per-task parameters
-    θ^K, the episode batches of k = 0 and k = K if ``keep_batches``)."""
+    θ^K, the episode batches of k = 0 and k = K if ``keep_batches``); ``progress`` is called
+    with a line after each step."""
     from metarl.adaptation import adapt
     from metarl.policies import expand_params
 
@@ -243,6 +246,8 @@ def _adaptation_curve(
         batch = sampler.sample(learner.policy, current, tasks, seed)
         returns.append(batch.episode_returns().mean(dim=1).double().numpy())
         env_steps.append(batch.env_steps)
+        if progress is not None:
+            progress(f"step {k}/{len(seeds) - 1}: mean return {float(returns[-1].mean()):.2f}")
         if keep_batches and k in (0, len(seeds) - 1):
             kept.append(batch)
         if k < len(alphas):
@@ -370,6 +375,22 @@ def evaluate_run(
 
         theta = {k: v.detach().clone() for k, v in learner.params.items()}
 
+        stages, done, started = 2 * len(seeds), [0], time.perf_counter()
+
+        def report(which: str) -> Callable[[str], None]:
+            def line(text: str) -> None:
+                done[0] += 1
+                elapsed = time.perf_counter() - started
+                eta = elapsed / done[0] * (stages - done[0])
+                print(
+                    f"[evaluate] {which} {text} ({done[0]}/{stages}, {elapsed:.0f} s, "
+                    f"ETA {eta:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+            return line
+
         meta = _adaptation_curve(
             learner,
             sampler,
@@ -378,8 +399,11 @@ def evaluate_run(
             alphas,
             seeds,
             keep_batches=video_dir is not None and is_navigation,
+            progress=report("meta-learned"),
         )
-        rand = _adaptation_curve(learner, sampler, random_theta, held_out, alphas, seeds)
+        rand = _adaptation_curve(
+            learner, sampler, random_theta, held_out, alphas, seeds, progress=report("random init")
+        )
 
         result: dict[str, Any] = {
             "run_dir": shown_path(run_dir),
