@@ -385,7 +385,6 @@ def evaluate_run(
                 print(
                     f"[evaluate] {which} {text} ({done[0]}/{stages}, {elapsed:.0f} s, "
                     f"ETA {eta:.0f} s)",
-                    file=sys.stderr,
                     flush=True,
                 )
 
