@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from metarl import __version__, bench, compare, config_docs, evaluate, sweep, tensorboard_export
+from metarl.cli_common import add_overrides_argument, split_config_from_overrides
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -27,15 +28,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         help="YAML config (optional with --resume: the run dir's config.yaml is used)",
     )
     p.add_argument("--run-dir", required=True, type=Path, help="directory of this run")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. --set inner.lr=0.5 tasks_per_batch=40",
-    )
+    add_overrides_argument(p)
     p.add_argument("--seed", type=int, help="run seed (overrides 'seed')")
     p.add_argument("--iterations", type=int, help="number of meta-iterations")
     p.add_argument(
@@ -51,17 +44,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_train)
 
 
-def _split_config_from_overrides(args: argparse.Namespace) -> None:
-    """``--set a=1 CONFIG`` puts CONFIG among the overrides (``nargs="+"`` is greedy): take a
-    trailing value without ``=`` back as CONFIG when none was given."""
-    if args.config is None and args.overrides and "=" not in args.overrides[-1]:
-        args.config = args.overrides.pop()
-
-
 def _train(args: argparse.Namespace) -> int:
     from metarl.train import run_cli  # torch is imported only by commands that need it
 
-    _split_config_from_overrides(args)
+    split_config_from_overrides(args)
     return run_cli(
         args.config,
         args.run_dir,

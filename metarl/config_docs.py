@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from metarl import config as config_module
+from metarl.cli_common import add_overrides_argument, split_config_from_overrides
 from metarl.config import ConfigError, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,6 +325,7 @@ def annotated_yaml(cfg: TrainConfig, header: Sequence[str] = ()) -> str:
 
 
 def _config_cli(args: argparse.Namespace) -> int:
+    split_config_from_overrides(args)
     source = args.config
     saved = False
     if source is not None and Path(source).is_dir():
@@ -363,15 +365,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="CONFIG",
         help="YAML config or run directory (default: the defaults)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. --set inner.lr=0.5 tasks_per_batch=40",
-    )
+    add_overrides_argument(p)
     p.set_defaults(handler=_config_cli)
     return p
 

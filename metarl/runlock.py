@@ -26,7 +26,8 @@ class RunLockedError(RuntimeError):
     """Another live process holds the run directory's lock; the message names it."""
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether ``pid`` names a live process on this host (signal 0; not ours counts as alive)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -105,7 +106,7 @@ class RunLock:
         self._fd = fd
         old = self.read_holder(self.path)
         if old and not (old.get("pid") == os.getpid() and old.get("host") == socket.gethostname()):
-            alive = old.get("host") == socket.gethostname() and _pid_alive(old.get("pid"))
+            alive = old.get("host") == socket.gethostname() and pid_alive(old.get("pid"))
             # flock is free, so its holder is gone (a live holder on this host would hold it).
             self.stale = f"{_describe(old)}{'' if alive else ', no longer running'}"
         info = {

@@ -228,13 +228,14 @@ def test_a_saved_config_without_a_newer_key_keeps_the_behaviour_it_ran_with(tmp_
 
 def test_train_cli_takes_config_after_set_overrides():
     """`metarl train --run-dir D --set iterations=1 CONFIG`: --set (greedy) does not eat CONFIG."""
-    from metarl.cli import _split_config_from_overrides, build_parser
+    from metarl.cli import build_parser
+    from metarl.cli_common import split_config_from_overrides
 
     args = build_parser().parse_args(
         ["train", "--run-dir", "d", "--set", "iterations=1", "seed=2", "cfg.yaml"]
     )
-    _split_config_from_overrides(args)
+    split_config_from_overrides(args)
     assert args.config == "cfg.yaml" and args.overrides == ["iterations=1", "seed=2"]
     args = build_parser().parse_args(["train", "x.yaml", "--run-dir", "d", "--set", "seed=2"])
-    _split_config_from_overrides(args)
+    split_config_from_overrides(args)
     assert args.config == "x.yaml" and args.overrides == ["seed=2"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 from metarl.config import ConfigError, config_to_dict, load_config
 from metarl.logger import read_metrics
+from metarl.runlock import pid_alive
 from metarl.sweep.spec import RunSpec, Sweep
 
 # An unfinished run dir without a status of ours whose metrics.jsonl changed this recently is
@@ -32,18 +32,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _last_iteration(run_dir: Path) -> int:
     rows = read_metrics(run_dir / "metrics.jsonl")
     return int(rows[-1]["iteration"]) if rows else 0
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -91,7 +79,7 @@ def _disk_state(sweep: Sweep, spec: RunSpec) -> _DiskState:
         # run started outside this sweep, or on a Ray node) a recently written metrics.jsonl.
         pid = status.get("pid") if status.get("host") == socket.gethostname() else None
         if pid is not None:
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 return _DiskState("busy", last, f"being trained by pid {pid} (not this sweep)")
         elif (metrics := run_dir / "metrics.jsonl").is_file():
             age = time.time() - metrics.stat().st_mtime
