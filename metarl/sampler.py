@@ -20,7 +20,7 @@ from torch import Tensor
 import envs
 from metarl.config import TrainConfig
 from metarl.policies import GaussianMLPPolicy, Params, is_per_task
-from metarl.returns import step_weights
+from metarl.returns import AVERAGING, step_weights
 
 
 @dataclass
@@ -114,7 +114,8 @@ class Sampler:
         oracle: bool = False,
         averaging: str = "per_step",
     ):
-        step_weights(torch.ones(1, 1, 1), averaging)  # rejects an unknown mode here
+        if averaging not in AVERAGING:
+            raise ValueError(f"averaging {averaging!r}: must be one of {', '.join(AVERAGING)}")
         self.averaging = averaging
         self.env_id = env_id
         self.oracle = oracle
