@@ -69,8 +69,13 @@ def surrogate_loss(
     """Per-task VPG surrogate f_i (shape (K,)); likelihood-ratio form if ``old_log_probs``."""
     log_probs = policy.log_prob(params, batch.obs, batch.actions)
     weights = log_probs if old_log_probs is None else torch.exp(log_probs - old_log_probs)
-    terms = torch.where(batch.masks > 0, weights * advantages.to(log_probs.dtype), 0.0)
-    return -(terms * batch.weights.to(log_probs.dtype)).sum(dim=(1, 2))
+    return weighted_surrogate(weights, batch, advantages)
+
+
+def weighted_surrogate(weights: Tensor, batch: EpisodeBatch, advantages: Tensor) -> Tensor:
+    """-Σ_t ω_t w_t Â_t per task (K,), from per-step ``w`` (log-probabilities or ratios)."""
+    terms = torch.where(batch.masks > 0, weights * advantages.to(weights.dtype), 0.0)
+    return -(terms * batch.weights.to(weights.dtype)).sum(dim=(1, 2))
 
 
 class InnerLossHessian:

@@ -41,6 +41,7 @@ from metarl.adaptation import (
     global_norms,
     per_task_gradients,
     surrogate_loss,
+    weighted_surrogate,
 )
 from metarl.policies import (
     GaussianMLPPolicy,
@@ -234,12 +235,10 @@ class MetaProblem:
         mu = policy.mean(new, batch.obs)
         log_std = policy.log_std(new, mu)
         ratio = torch.exp(gaussian_log_prob(batch.actions, mu, log_std) - batch.log_probs)
-        weights = batch.weights.to(mu.dtype)
-        terms = torch.where(batch.masks > 0, ratio * self.outer_advantages.to(mu.dtype), 0.0)
-        loss = -(terms * weights).sum(dim=(1, 2)).mean()
+        loss = weighted_surrogate(ratio, batch, self.outer_advantages).mean()
         mu0 = self._old_mean()
         kl = gaussian_kl(mu0, policy.log_std(self.inner.adapted, mu0), mu, log_std)
-        return loss, (kl * weights).sum(dim=(1, 2)).mean()
+        return loss, self._task_mean(kl)
 
     def _old_mean(self) -> Tensor:
         if "old_mean" not in self._cache:
@@ -250,8 +249,12 @@ class MetaProblem:
 
     def _kl_between(self, old: Params, new: Params) -> Tensor:
         batch = self.outer_batch
-        kl = self.inner.policy.kl(old, new, batch.obs)
-        return (kl * batch.weights.to(kl.dtype)).sum(dim=(1, 2)).mean()
+        return self._task_mean(self.inner.policy.kl(old, new, batch.obs))
+
+    def _task_mean(self, per_step: Tensor) -> Tensor:
+        """Mean over tasks of the step-weighted sum of ``per_step`` values on D_o."""
+        weights = self.outer_batch.weights.to(per_step.dtype)
+        return (per_step * weights).sum(dim=(1, 2)).mean()
 
     def fisher_vector_product(
         self, params: Params, method: str = "closed_form", curvature: str = "exact"
