@@ -76,6 +76,34 @@ class RunLock:
             return {}
         return data if isinstance(data, dict) else {}
 
+    @staticmethod
+    def held(run_dir: str | Path) -> dict[str, Any] | None:
+        """The holder of ``run_dir``'s lock if a process holds it now, else ``None``.
+
+        The flock is probed, not the file's presence: a lock file left by a killed process (or
+        one restored by a git checkout) is free. A holder on another host, whose flock this host
+        may not see, is returned as recorded.
+        """
+        import fcntl
+
+        path = Path(run_dir) / LOCK_FILE
+        holder = RunLock.read_holder(path)
+        if not path.is_file():
+            return None
+        if holder.get("host") not in (None, socket.gethostname()):
+            return holder
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return holder or {"pid": "?"}
+        finally:
+            os.close(fd)
+        return None
+
     def acquire(self) -> RunLock:
         import fcntl
 

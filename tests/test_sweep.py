@@ -16,6 +16,7 @@ import yaml
 from metarl import cli
 from metarl.config import config_from_dict, config_to_dict, load_config, save_config
 from metarl.logger import read_metrics
+from metarl.runlock import RunLock
 from metarl.sweep import SweepError, _Runner, load_sweep, run_sweep, sweep_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -443,14 +444,13 @@ def test_run_trained_by_another_process_is_left_alone(tmp_path, monkeypatch):
     run_dir = sweep.runs[0].run_dir
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text("seed: 4\n")
-    metrics = run_dir / "metrics.jsonl"
-    metrics.write_text(json.dumps({"iteration": 1}) + "\n")  # just written: someone is training
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"iteration": 1}) + "\n")
     monkeypatch.setattr(_Runner, "attempt", lambda *a: pytest.fail("started a second trainer"))
-    (outcome,) = run_sweep(sweep).outcomes
-    assert outcome.status == "failed" and "written" in outcome.message
+    with RunLock(run_dir, "metarl train"):  # another process is training it right now
+        (outcome,) = run_sweep(sweep).outcomes
+    assert outcome.status == "failed" and f"pid {os.getpid()}" in outcome.message
 
-    old = time.time() - 3600  # an hour-old, unfinished run: resumed
-    os.utime(metrics, (old, old))
+    # Released (or a fresh clone: files just written, nobody holds the lock): resumed.
     commands = []
 
     def attempt(self, spec, cmd, header, status_info):

@@ -13,11 +13,11 @@ from typing import Any
 
 from metarl.config import ConfigError, config_to_dict, load_config
 from metarl.logger import read_metrics
-from metarl.runlock import pid_alive
+from metarl.runlock import RunLock
 from metarl.sweep.spec import RunSpec, Sweep
 
-# An unfinished run dir without a status of ours whose metrics.jsonl changed this recently is
-# taken to be trained by another process right now, and left alone.
+# A run dir whose lock is recorded as held on another host counts as busy while its
+# metrics.jsonl changed this recently.
 BUSY_SECONDS = 300.0
 
 
@@ -74,21 +74,22 @@ def _disk_state(sweep: Sweep, spec: RunSpec) -> _DiskState:
     diverged = list((run_dir / "checkpoints").glob("diverged_iter_*.pt")) if has_content else []
     if status.get("status") == "diverged" and same_config and diverged:
         return _DiskState("diverged", last, str(status.get("message", "")))
-    if has_content and last < spec.iterations and status.get("status") in (None, "running"):
-        # Someone may be training it now: a live local pid of ours, or (no pid to check: a
-        # run started outside this sweep, or on a Ray node) a recently written metrics.jsonl.
-        pid = status.get("pid") if status.get("host") == socket.gethostname() else None
-        if pid is not None:
-            if pid_alive(pid):
-                return _DiskState("busy", last, f"being trained by pid {pid} (not this sweep)")
-        elif (metrics := run_dir / "metrics.jsonl").is_file():
-            age = time.time() - metrics.stat().st_mtime
-            if age < BUSY_SECONDS:
+    if has_content and last < spec.iterations:
+        # Someone may be training it now: `metarl train` holds the run dir's lock while it runs.
+        # A holder recorded on another host (a Ray node) cannot be probed from here: it counts
+        # as busy while its metrics.jsonl keeps changing.
+        holder = RunLock.held(run_dir)
+        if holder is not None:
+            local = holder.get("host") in (None, socket.gethostname())
+            metrics = run_dir / "metrics.jsonl"
+            recent = metrics.is_file() and time.time() - metrics.stat().st_mtime < BUSY_SECONDS
+            if local or recent:
                 return _DiskState(
                     "busy",
                     last,
-                    f"metrics.jsonl was written {age:.0f} s ago by a process this sweep does not "
-                    "own; wait for it to end (or stop it), then run the sweep again to resume it",
+                    f"being trained by pid {holder.get('pid', '?')} on "
+                    f"{holder.get('host', 'this host')} (not this sweep); wait for it to end (or "
+                    "stop it), then run the sweep again to resume it",
                 )
     if not has_content:
         return _DiskState("new", 0)
