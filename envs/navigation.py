@@ -13,6 +13,9 @@ from gymnasium.utils import EzPickle
 from envs.base import BatchedTaskEnv, Task, TaskDistribution, TaskField, check_action
 
 REWARD_TYPES = ("distance", "squared")
+# "disk": ‖p - g‖₂ < r (the MAML paper's "within 0.01 of the goal"); "box": ‖p - g‖∞ < r, as in
+# pytorch-maml-rl (|Δx| < r and |Δy| < r, a region 27% larger).
+SUCCESS_REGIONS = ("disk", "box")
 
 
 def _configure(
@@ -23,6 +26,7 @@ def _configure(
     success_radius: float,
     reward_type: str,
     start: Sequence[float],
+    success_region: str = "disk",
 ) -> None:
     """Validate the constructor arguments shared by the single and batched forms; store them."""
     if not goal_low < goal_high:
@@ -33,6 +37,9 @@ def _configure(
         raise ValueError(f"success_radius must be >= 0, got {success_radius}")
     if reward_type not in REWARD_TYPES:
         raise ValueError(f"reward_type {reward_type!r}: must be one of {REWARD_TYPES}")
+    if success_region not in SUCCESS_REGIONS:
+        raise ValueError(f"success_region {success_region!r}: must be one of {SUCCESS_REGIONS}")
+    env._success_region = success_region
     env._action_bound = float(action_bound)
     env._success_radius = float(success_radius)
     env._reward_type = reward_type
@@ -49,15 +56,19 @@ def navigation_step(
     action_bound: float,
     success_radius: float,
     reward_type: str,
+    success_region: str = "disk",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One step for a batch: ``p' = p + clip(a, ±bound)``, ``r = -‖p' - g‖`` (or its square).
 
-    Returns ``(new_position, reward, terminated, distance)``; terminated is ``‖p' - g‖ < radius``.
+    Returns ``(new_position, reward, terminated, distance)``; terminated is ``‖p' - g‖ < radius``
+    (``success_region="disk"``) or ``max(|p'_x - g_x|, |p'_y - g_y|) < radius`` (``"box"``).
     """
     new_position = position + np.clip(action, -action_bound, action_bound)
-    distance = np.linalg.norm(new_position - goal, axis=-1)
+    offset = new_position - goal
+    distance = np.linalg.norm(offset, axis=-1)
     reward = -distance if reward_type == "distance" else -np.square(distance)
-    return new_position, reward, distance < success_radius, distance
+    reach = distance if success_region == "disk" else np.abs(offset).max(axis=-1)
+    return new_position, reward, reach < success_radius, distance
 
 
 class Navigation2DEnv(gym.Env, EzPickle):
@@ -95,8 +106,9 @@ class Navigation2DEnv(gym.Env, EzPickle):
     ``start`` (default the origin), deterministic.
 
     ## Episode End
-    Terminates when ``‖p - g‖ < success_radius``; truncated after ``max_episode_steps`` = 100
-    steps by the ``TimeLimit`` wrapper of ``gym.make``.
+    Terminates when ``‖p - g‖ < success_radius`` (``success_region="box"``: when
+    ``|p_x - g_x|`` and ``|p_y - g_y|`` are both below it, as pytorch-maml-rl); truncated after
+    ``max_episode_steps`` = 100 steps by the ``TimeLimit`` wrapper of ``gym.make``.
 
     ## Arguments
     | Parameter        | Default      | Description                          |
@@ -105,6 +117,7 @@ class Navigation2DEnv(gym.Env, EzPickle):
     | `goal_high`      | 0.5          | upper corner of the goal box         |
     | `action_bound`   | 0.1          | actions are clipped to ±this         |
     | `success_radius` | 0.01         | termination distance                 |
+    | `success_region` | "disk"       | "disk" (Euclidean) or "box" (max-norm) |
     | `reward_type`    | "distance"   | "distance" or "squared"              |
     | `start`          | (0, 0)       | starting position                    |
     | `task`           | None         | initial task (else the default task) |
@@ -129,11 +142,29 @@ class Navigation2DEnv(gym.Env, EzPickle):
         reward_type: str = "distance",
         start: Sequence[float] = (0.0, 0.0),
         task: Mapping[str, Any] | None = None,
+        success_region: str = "disk",
     ):
         EzPickle.__init__(
-            self, goal_low, goal_high, action_bound, success_radius, reward_type, start, task
+            self,
+            goal_low,
+            goal_high,
+            action_bound,
+            success_radius,
+            reward_type,
+            start,
+            task,
+            success_region,
         )
-        _configure(self, goal_low, goal_high, action_bound, success_radius, reward_type, start)
+        _configure(
+            self,
+            goal_low,
+            goal_high,
+            action_bound,
+            success_radius,
+            reward_type,
+            start,
+            success_region,
+        )
         self.action_space = spaces.Box(-self._action_bound, self._action_bound, (2,), np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
         default = {"goal": [0.5 * goal_high + 0.5 * (0.5 * (goal_low + goal_high))] * 2}
@@ -169,6 +200,7 @@ class Navigation2DEnv(gym.Env, EzPickle):
             self._action_bound,
             self._success_radius,
             self._reward_type,
+            self._success_region,
         )
         self._position = position[0]
         info = {
@@ -195,9 +227,19 @@ class BatchedNavigation2D(BatchedTaskEnv):
         success_radius: float = 0.01,
         reward_type: str = "distance",
         start: Sequence[float] = (0.0, 0.0),
+        success_region: str = "disk",
     ):
         super().__init__(num_envs, horizon)
-        _configure(self, goal_low, goal_high, action_bound, success_radius, reward_type, start)
+        _configure(
+            self,
+            goal_low,
+            goal_high,
+            action_bound,
+            success_radius,
+            reward_type,
+            start,
+            success_region,
+        )
         self._position = np.tile(self._start, (self.num_envs, 1))
 
     def _reset_copies(self, which: np.ndarray) -> np.ndarray:
@@ -212,6 +254,7 @@ class BatchedNavigation2D(BatchedTaskEnv):
             self._action_bound,
             self._success_radius,
             self._reward_type,
+            self._success_region,
         )
         info = {"reward_distance": reward, "distance": distance}
         return self._position.astype(np.float32), reward, terminated, info

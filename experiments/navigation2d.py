@@ -40,6 +40,15 @@ same in the inner loss, the outer surrogate, the KL and the advantage statistics
 rllab and pytorch-maml-rl), run dirs ``runs/maml-bt0.5-trpo-seed<N>``, into
 ``results/navigation2d/backtrack/``. Both cost like MAML.
 
+``--ablation termination``: MAML with the episode ending when ``|Δx|`` and ``|Δy|`` are both
+below 0.01 (``env.kwargs.success_region=box``, pytorch-maml-rl's region, 27% larger than the
+default disk ``‖Δ‖ < 0.01``), run dirs ``runs/maml-box-trpo-seed<N>``, into
+``results/navigation2d/termination/``.
+``--ablation curvature``: MAML with TRPO's curvature taken as the adapted policy's Fisher
+(``trpo.curvature=adapted``, about half the cost of an iteration) in place of the exact
+Jᵀ F J, run dirs ``runs/maml-adapted-trpo-seed<N>``, into ``results/navigation2d/curvature/``.
+All cost like MAML or less.
+
 ``--ablation inner_lr``: MAML with ``inner.lr=0.5``, the step size of the MAML paper's released
 2D-navigation script (its text says 0.1, the default here), run dirs
 ``runs/maml-a0.5-trpo-seed<N>``, compared with MAML at α = 0.1 into
@@ -101,6 +110,20 @@ STUDY = Study(
             algorithm="maml",
             overrides={"trpo.ls_backtrack": 0.5},
             run_name="maml-bt0.5-{meta_optimizer}-seed{seed}",
+            compare_with=("maml",),
+        ),
+        Ablation(
+            name="termination",
+            algorithm="maml",
+            overrides={"env.kwargs.success_region": "box"},
+            run_name="maml-box-{meta_optimizer}-seed{seed}",
+            compare_with=("maml",),
+        ),
+        Ablation(
+            name="curvature",
+            algorithm="maml",
+            overrides={"trpo.curvature": "adapted"},
+            run_name="maml-adapted-{meta_optimizer}-seed{seed}",
             compare_with=("maml",),
         ),
         Ablation(

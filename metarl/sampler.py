@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 import envs
-from metarl.config import TrainConfig
+from metarl.config import ConfigError, TrainConfig
 from metarl.policies import GaussianMLPPolicy, Params, is_per_task
 from metarl.returns import AVERAGING, step_weights
 
@@ -124,7 +124,10 @@ class Sampler:
         self.env_threads = env_threads
         self.horizon = horizon
         self._envs: dict[int, envs.BatchedTaskEnv] = {}
-        probe = self._env(1)
+        try:
+            probe = self._env(1)
+        except (TypeError, ValueError) as exc:  # an unknown or invalid keyword of the env
+            raise ConfigError(f"env.kwargs {self.env_kwargs} for '{env_id}': {exc}") from None
         self.horizon = probe.horizon
         self.obs_dim, self.act_dim = probe.obs_dim, probe.act_dim
         self.task_distribution = probe.task_distribution

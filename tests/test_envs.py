@@ -15,6 +15,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
+from envs.navigation import BatchedNavigation2D
 
 ALL_IDS = list(envs.ENV_IDS)
 MUJOCO_IDS = [i for i in ALL_IDS if i != "metarl/Navigation2D-v0"]
@@ -406,3 +407,27 @@ def test_batched_truncation_flag_matches_time_limit_on_a_terminal_last_step():
     _, _, b_terminated, b_truncated, _ = batched.step(np.array([[0.05, 0.0]]))
     assert (terminated, truncated) == (True, True)
     assert (bool(b_terminated[0]), bool(b_truncated[0])) == (terminated, truncated)
+
+
+@pytest.mark.parametrize(
+    ("offset", "region", "terminated"),
+    [
+        ((0.009, 0.009), "box", True),  # |Δx|, |Δy| < 0.01: inside pytorch-maml-rl's box
+        ((0.009, 0.009), "disk", False),  # ‖Δ‖ = 0.0127 > 0.01: outside the disk
+        ((0.0, 0.0099), "disk", True),
+        ((0.0, 0.0101), "box", False),
+    ],
+)
+def test_navigation_success_region(offset: tuple[float, float], region: str, terminated: bool):
+    goal = [0.05 - offset[0], 0.05 - offset[1]]  # one step of (0.05, 0.05) lands at goal + offset
+    single = _make("metarl/Navigation2D-v0", task={"goal": goal}, success_region=region)
+    single.reset(seed=0)
+    *_, done, _, _ = single.step(np.array([0.05, 0.05], dtype=np.float32))
+    assert done is terminated
+    batched = BatchedNavigation2D(2, horizon=100, success_region=region)
+    batched.set_tasks([{"goal": goal}] * 2)
+    batched.reset(seed=0)
+    _, _, batch_done, *_ = batched.step(np.full((2, 2), 0.05, dtype=np.float32))
+    assert batch_done.tolist() == [terminated] * 2
+    with pytest.raises(ValueError, match="success_region"):
+        BatchedNavigation2D(2, success_region="circle")

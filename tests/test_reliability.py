@@ -120,6 +120,19 @@ def test_two_trains_started_at_once_on_one_run_dir(tmp_path):
     assert not (run_dir / LOCK_FILE).exists()  # released on exit
 
 
+@pytest.mark.parametrize(
+    ("kwarg", "shown"),
+    [
+        ("env.kwargs.success_region=circle", "success_region 'circle': must be one of"),
+        ("env.kwargs.bogus=1", "unexpected keyword argument 'bogus'"),
+    ],
+)
+def test_bad_env_kwargs_give_one_line_naming_them(tmp_path, capsys, kwarg, shown):
+    code = _train(tmp_path / "run", 1, kwarg)
+    line = _one_error_line(capsys.readouterr().err, code, 2)
+    assert "env.kwargs" in line and "metarl/Navigation2D-v0" in line and shown in line
+
+
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_second_writer_stops_with_one_line_naming_the_holder(tmp_path, capsys, resume):
     run_dir = tmp_path / "run"
