@@ -162,8 +162,13 @@ class Sampler:
         tasks: Sequence[Mapping[str, Any]],
         seed: int,
         episodes_per_task: int | None = None,
+        info_keys: Sequence[str] = (),
     ) -> EpisodeBatch:
-        """Run E episodes for each of the K tasks; ``params`` shared or per task (K leading)."""
+        """Run E episodes for each of the K tasks; ``params`` shared or per task (K leading).
+
+        ``info_keys``: per-step entries of the env's ``info`` to keep, as ``(K, E, T)`` float64
+        tensors in ``batch.extras["info"][key]`` (zero on padded steps), e.g. ``x_velocity``.
+        """
         start = time.perf_counter()
         k = len(tasks)
         e = self.episodes_per_task if episodes_per_task is None else int(episodes_per_task)
@@ -181,6 +186,7 @@ class Sampler:
         rew_buf = np.zeros((t_max, b))
         alive_buf = np.zeros((t_max, b), dtype=bool)
         alive = np.ones(b, dtype=bool)
+        info_buf = {key: np.zeros((t_max, b)) for key in info_keys}
         for t in range(t_max):
             obs_t = torch.from_numpy(obs).to(dtype).reshape(k, e, self.obs_dim)
             actions = policy.sample(params, obs_t, generator).reshape(b, self.act_dim)
@@ -188,8 +194,12 @@ class Sampler:
             act_buf[t] = actions
             alive_buf[t] = alive
             clipped = np.clip(actions.numpy(), self.action_low, self.action_high)
-            obs, reward, terminated, truncated, _ = env.step(clipped)
+            obs, reward, terminated, truncated, info = env.step(clipped)
             rew_buf[t] = reward
+            for key, buf in info_buf.items():
+                if key not in info:
+                    raise KeyError(f"info key {key!r} not in {self.env_id}'s info: {sorted(info)}")
+                buf[t] = info[key]
             alive &= ~(terminated | truncated)
             if not alive.any():
                 break
@@ -201,6 +211,12 @@ class Sampler:
         rewards = to_kets(torch.from_numpy(rew_buf).to(dtype)) * masks
         obs_out, act_out = to_kets(obs_buf), to_kets(act_buf)
         log_probs = policy.log_prob(params, obs_out, act_out) * masks
+        extras = {}
+        if info_buf:
+            valid = to_kets(torch.from_numpy(alive_buf).double())
+            extras["info"] = {
+                key: to_kets(torch.from_numpy(buf)) * valid for key, buf in info_buf.items()
+            }
         return EpisodeBatch(
             obs=obs_out,
             actions=act_out,
@@ -209,6 +225,7 @@ class Sampler:
             log_probs=log_probs,
             tasks=[dict(t) for t in tasks],
             seconds=time.perf_counter() - start,
+            extras=extras,
             weights=step_weights(masks, self.averaging),
         )
 
