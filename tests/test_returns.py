@@ -106,7 +106,9 @@ def test_masked_steps_are_zero_even_with_nan_padding() -> None:
 def test_baseline_fits_exact_linear_target_per_task() -> None:
     obs, _, _, masks = _batch(k=3, e=5, t=15, d=2, seed=1)
     baseline = LinearFeatureBaseline(reg_coeff=1e-12)
-    phi = baseline.features(obs, masks)
+    # φ written out independently of the module: [s, s², t', t'², t'³, 1] with t' = t / 100
+    t = (torch.arange(15, dtype=torch.float64) / 100.0).expand(3, 5, 15).unsqueeze(-1)
+    phi = torch.cat([obs, obs**2, t, t**2, t**3, torch.ones_like(t)], dim=-1)
     g = torch.Generator().manual_seed(2)
     true_w = torch.randn(3, phi.shape[-1], generator=g, dtype=torch.float64) * 3.0
     target = torch.einsum("ketf,kf->ket", phi, true_w)
