@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,64 +15,101 @@ import pytest
 from metarl import compare
 from metarl.compare import CompareError, compare_runs
 from metarl.config import config_from_dict, save_config
-from metarl.stats import (
-    bootstrap_band,
-    bootstrap_ci,
-    iqm,
-    max_drawdown,
-    smooth,
-    stratified_bootstrap_ci,
-    trimmed_mean,
-)
+from metarl.report import aggregate
+from metarl.stats import bootstrap_band, bootstrap_ci, max_drawdown, smooth
 
 NAV = "metarl/Navigation2D-v0"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # --------------------------------------------------------------------------------------------------
-# stats
+# statistics: rliable through metarl.report.aggregate, and what rliable lacks (metarl.stats)
 # --------------------------------------------------------------------------------------------------
 
 
+def _iqm(x) -> float:
+    return aggregate.interval_estimates({"a": np.asarray(x, dtype=float)}, "iqm", reps=50)["a"][0]
+
+
 def test_iqm_hand_values():
-    assert iqm(np.arange(1, 9)) == 4.5  # mean(3, 4, 5, 6)
-    assert iqm([4, 1, 3, 2]) == 2.5  # mean(2, 3), order does not matter
-    assert iqm([1, 2, 3, 4, 100]) == 3.0  # floor(5/4) = 1 cut at each end: mean(2, 3, 4)
-    assert iqm([7.0]) == 7.0
-    assert iqm([1.0, 5.0, 9.0]) == 5.0  # fewer than 4 values: nothing cut, the mean
-    np.testing.assert_allclose(
-        iqm(np.array([np.arange(1, 9), np.arange(2, 10)]), axis=-1), [4.5, 5.5]
-    )
-    assert trimmed_mean([1, 2, 3, 4, 5, 6, 7, 8, 9, 1000], 0.1) == 5.5
-    with pytest.raises(ValueError, match="proportion"):
-        trimmed_mean([1, 2], 0.5)
+    assert _iqm(np.arange(1, 9)) == 4.5  # mean(3, 4, 5, 6)
+    assert _iqm([4, 1, 3, 2]) == 2.5  # mean(2, 3), order does not matter
+    assert _iqm([1, 2, 3, 4, 100]) == 3.0  # floor(5/4) = 1 cut at each end: mean(2, 3, 4)
+    assert _iqm([7.0]) == 7.0
+    assert _iqm([1.0, 5.0, 9.0]) == 5.0  # fewer than 4 values: nothing cut, the mean
 
 
 def test_bootstrap_of_two_values_has_the_hand_computed_interval():
     # Resampling {0, 1}: the mean is 0 (p 1/4), 0.5 (p 1/2) or 1 (p 1/4), so the 2.5th and
     # 97.5th percentiles are exactly 0 and 1.
     assert bootstrap_ci([0.0, 1.0], np.mean, reps=4000, seed=3) == (0.0, 1.0)
+    assert aggregate.interval_estimates({"a": [0.0, 1.0]}, "mean", reps=2000)["a"] == (
+        0.5,
+        0.0,
+        1.0,
+    )
 
 
-def test_stratified_bootstrap_ci_contains_the_point_and_is_deterministic():
+def test_rliable_intervals_are_seeded_and_leave_the_global_generator_alone():
     scores = np.random.default_rng(0).normal(size=(10, 3))
-    ci = stratified_bootstrap_ci(scores, iqm, reps=1000, seed=7)
-    assert ci[0] <= iqm(scores) <= ci[1] and ci[0] < ci[1]
-    assert stratified_bootstrap_ci(scores, iqm, reps=1000, seed=7) == ci
-    assert stratified_bootstrap_ci(scores, iqm, reps=1000, seed=8) != ci
+    np.random.seed(123)  # noqa: NPY002 (rliable uses the global generator)
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    ci = aggregate.interval_estimates({"a": scores}, "iqm", reps=300, seed=7)["a"]
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    assert ci[1] <= ci[0] <= ci[2] and ci[1] < ci[2]
+    assert aggregate.interval_estimates({"a": scores}, "iqm", reps=300, seed=7)["a"] == ci
+    assert aggregate.interval_estimates({"a": scores}, "iqm", reps=300, seed=8)["a"] != ci
 
 
 def test_stratified_bootstrap_resamples_within_each_task():
     # Each column (task) is constant, so every stratified resample is the same matrix and the CI
-    # collapses to the point; the pooled (unstratified) bootstrap of the same values does not.
+    # collapses to the point; the pooled bootstrap of the same values does not.
     scores = np.array([[0.0, 10.0], [0.0, 10.0]])
-    assert stratified_bootstrap_ci(scores, iqm, reps=500, seed=0) == (5.0, 5.0)
-    lo, hi = bootstrap_ci(scores.reshape(-1), iqm, reps=500, seed=0)
+    assert aggregate.interval_estimates({"a": scores}, "iqm", reps=300)["a"] == (5.0, 5.0, 5.0)
+    lo, hi = bootstrap_ci(scores.reshape(-1), np.mean, reps=500, seed=0)
     assert lo < 5.0 < hi
 
 
-def test_bootstrap_of_a_single_seed_is_degenerate():
-    assert stratified_bootstrap_ci([3.5], iqm) == (3.5, 3.5)
-    assert stratified_bootstrap_ci([[1.0, 3.0]], iqm) == (2.0, 2.0)
+def test_a_single_run_has_no_interval():
+    assert aggregate.interval_estimates({"a": [3.5]}, "iqm")["a"] == (3.5, None, None)
+    assert bootstrap_ci([3.5]) == (3.5, 3.5)
+
+
+def test_probability_of_improvement_hand_values():
+    rliable_metrics = aggregate.require_rliable()[1]
+    x, y = np.array([[1.0], [2.0], [3.0]]), np.array([[0.0], [2.0]])
+    # pairs x > y: (1,0), (2,0), (3,0), (3,2) = 4, tie (2,2) counts 1/2: 4.5 / 6
+    pairs = aggregate.improvement_probabilities({"x": x, "y": y}, reps=200)
+    assert [(p["x"], p["y"]) for p in pairs] == [("x", "y"), ("y", "x")]
+    assert pairs[0]["p"] == pytest.approx(0.75) and pairs[1]["p"] == pytest.approx(0.25)
+    lo, hi = pairs[0]["ci95"]
+    assert lo <= 0.75 <= hi and pairs[1]["ci95"] == pytest.approx([1 - hi, 1 - lo])
+    assert rliable_metrics.probability_of_improvement(x, y) == pytest.approx(0.75)
+    # identical groups: 1/2; a group of one run: no interval
+    same = aggregate.improvement_probabilities({"a": x, "b": x.copy()}, reps=50)
+    assert same[0]["p"] == 0.5
+    assert aggregate.improvement_probabilities({"a": x, "b": y[:1]}, reps=50)[0]["ci95"] is None
+
+
+def test_closed_form_probability_of_improvement_equals_rliables():
+    rliable_metrics = aggregate.require_rliable()[1]
+    rng = np.random.default_rng(0)
+    for shape_x, shape_y in (((3, 5), (4, 5)), ((2, 7), (2, 7))):
+        x = rng.integers(0, 4, size=shape_x).astype(float)  # with ties
+        y = rng.integers(0, 4, size=shape_y).astype(float)
+        assert aggregate.poi_closed_form(x, y) == pytest.approx(
+            rliable_metrics.probability_of_improvement(x, y), abs=1e-12
+        )
+    assert aggregate.poi_closed_form(x, x) == 0.5
+
+
+def test_performance_profile_hand_values():
+    scores = {"a": np.array([[0.0, 1.0], [2.0, 3.0]])}
+    profile = aggregate.performance_profiles(scores, np.array([-1.0, 0.5, 2.5, 3.0]), reps=100)
+    assert profile["a"]["fraction"] == [1.0, 0.75, 0.25, 0.0]
+    entry = profile["a"]
+    assert all(
+        lo <= f <= hi for f, lo, hi in zip(entry["fraction"], entry["lo"], entry["hi"], strict=True)
+    )
 
 
 def test_bootstrap_ci_of_the_mean_matches_the_normal_approximation():
@@ -84,9 +122,11 @@ def test_bootstrap_ci_of_the_mean_matches_the_normal_approximation():
 
 def test_bootstrap_rejects_bad_input():
     with pytest.raises(ValueError, match="finite"):
-        stratified_bootstrap_ci([1.0, float("nan")])
-    with pytest.raises(ValueError, match="non-empty"):
-        stratified_bootstrap_ci([])
+        bootstrap_ci([1.0, float("nan")])
+    with pytest.raises(ValueError, match="empty"):
+        bootstrap_ci([])
+    with pytest.raises(ValueError, match="finite"):
+        aggregate.interval_estimates({"a": [1.0, float("nan")]})
 
 
 def test_bootstrap_band_handles_missing_values():
@@ -381,3 +421,49 @@ def test_compare_cli_errors_are_one_line(runs, tmp_path, capsys):
     args = parser.parse_args(["compare", *map(str, runs[4:]), "--out", str(tmp_path / "ok")])
     assert args.handler(args) == 0
     assert "final return IQM" in capsys.readouterr().out
+
+
+def test_compare_without_rliable_stops_with_one_line_saying_how_to_install(
+    runs, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "rliable", None)  # import rliable raises ImportError
+    parser = argparse.ArgumentParser()
+    compare.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["compare", *map(str, runs[4:]), "--out", str(tmp_path / "out")])
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "needs rliable" in err and "pip install" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_glob_that_matches_the_output_dir_works_twice(runs, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    compare.add_parser(parser.add_subparsers())
+    root = runs[0].parent
+    (root / "notes").mkdir()  # a non-run directory beside the runs, as a glob would add it
+    for _ in range(2):  # the second time runs/* also matches runs/report
+        dirs = sorted(str(p) for p in root.glob("*"))
+        args = parser.parse_args(["compare", *dirs, "--out", str(root / "report")])
+        assert args.handler(args) == 0
+    err = capsys.readouterr().err
+    assert f"skipped '{root / 'report'}': it is the output directory" in err
+    assert f"skipped '{root / 'notes'}': not a metarl run directory" in err
+    # named on its own, a non-run directory is still an error
+    args = parser.parse_args(["compare", str(root / "notes"), "--out", str(tmp_path / "o")])
+    assert args.handler(args) == 2
+    assert "not a metarl run directory" in capsys.readouterr().err
+
+
+def test_compare_reports_probability_of_improvement_and_held_out_scores(runs, tmp_path):
+    s = compare_runs(runs, tmp_path / "out", reps=200)
+    pairs = {(p["x"], p["y"]): p for p in s["probability_of_improvement"]}
+    # MAML finals (-0.25, 0.75, 1.75, 9.75) against FO-MAML (-5, -3): every pair above
+    assert pairs[("MAML (adam)", "FO-MAML (adam)")]["p"] == 1.0
+    assert pairs[("FO-MAML (adam)", "MAML (adam)")]["p"] == 0.0
+    assert pairs[("MAML (adam)", "HF-MAML (sgd)")]["ci95"] is None  # HF-MAML has one seed
+    scores = s["adaptation"]["scores"]
+    assert scores["k"] == 1 and scores["tasks"] == 1
+    assert scores["iqm"]["MAML (adam)"]["iqm"] == pytest.approx(-4.5)  # mean(-5, -4)
+    assert (tmp_path / "out" / "performance_profile.png").read_bytes().startswith(PNG_MAGIC)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "P(row > column)" in report and "](performance_profile.png)" in report

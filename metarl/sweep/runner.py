@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from metarl.evaluate import write_json
+from metarl.report.common import write_json
 from metarl.sweep.process import _child_env, _describe_exit, _log_reason, _run_command
 from metarl.sweep.result import EXIT_DIVERGED, EXIT_OK, FINAL_EXIT_CODES, RunOutcome
 from metarl.sweep.spec import EVALUATE_FLAGS, RunSpec, Sweep

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from metarl.config import ConfigError, TrainConfig, config_to_dict, load_config
-from metarl.evaluate import PROTOCOLS
+from metarl.report.protocol import PROTOCOLS
 
 SWEEP_KEYS = (
     "base",

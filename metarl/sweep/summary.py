@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from metarl.evaluate import write_json
+from metarl.report.common import write_json
 from metarl.sweep.result import SweepResult
 from metarl.sweep.spec import Sweep
 
