@@ -248,3 +248,32 @@ def test_select_keeps_exactly_the_chosen_tasks(tasks):
         losses = selected.task_losses(selected.adapted(params))
         full_losses = problem.task_losses(problem.adapted(params))
     torch.testing.assert_close(losses, full_losses[chosen], rtol=1e-12, atol=1e-14)
+
+
+def test_inner_gradient_clip_scales_only_the_tasks_above_the_threshold():
+    """θ'_i = θ - α min(1, c/‖g_i‖) g_i with c between the smallest and the largest task norm:
+    some tasks are clipped, others not; g_i by autograd of the hand-written surrogate
+    -Σ_t ω_t log N(a_t; μ_θ(s_t), σ²) Â_t of task i alone."""
+    from metarl.adaptation import adapt
+
+    policy, params, _, inner, _ = make_setup()
+    batch, adv = inner.batches[0], inner.advantages[0]
+    alpha, expected_grads = 0.3, []
+    for i in range(batch.num_tasks):
+        theta = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        mu = policy.mean(theta, batch.obs[i])
+        std = torch.exp(theta["log_std"])
+        log_pi = (
+            -0.5 * ((batch.actions[i] - mu) / std) ** 2 - torch.log(std) - 0.5 * np.log(2 * np.pi)
+        ).sum(-1)
+        loss = -(batch.weights[i] * log_pi * adv[i] * batch.masks[i]).sum()
+        expected_grads.append(dict(zip(theta, torch.autograd.grad(loss, list(theta.values())))))
+    norms = torch.stack([flatten_params(g).norm() for g in expected_grads])
+    clip = float(norms.median())
+    assert (norms > clip * 1.01).any() and (norms < clip * 0.99).any()
+    adapted, got_norms = adapt(policy, params, batch, alpha, False, adv, grad_clip=clip)
+    torch.testing.assert_close(got_norms, norms)
+    for i, g in enumerate(expected_grads):
+        scale = min(1.0, clip / float(norms[i]))
+        for k in params:
+            torch.testing.assert_close(adapted[k][i], params[k] - alpha * scale * g[k])
