@@ -265,7 +265,12 @@ def compare_study(
     if len(by_optimizer) > 1:
         groups["all"] = [o.run_dir for o in done]
     reports = {}
-    for name, run_dirs in groups.items():
+    for i, (name, run_dirs) in enumerate(groups.items(), start=1):
+        print(
+            f"[study] compare {i}/{len(groups)}: {name} ({len(run_dirs)} runs)",
+            file=sys.stdout if stdout is None else stdout,
+            flush=True,
+        )
         if (report := compare_group(name, run_dirs, out / name, stdout)) is not None:
             reports[name] = report
     return reports
@@ -318,7 +323,8 @@ def parse_args(study: Study, doc: str, argv: Sequence[str] | None) -> argparse.N
 def run_study_sweep(
     data: Mapping[str, Any], args: argparse.Namespace
 ) -> tuple[Sweep, SweepResult] | int:
-    """Run a study's sweep with the command-line options of :func:`parse_args`.
+    """Run a study's sweep with the command-line options of :func:`parse_args` (the sweep prints
+    runs done/total after each run and each running run's iteration and ETA every minute).
 
     Returns the sweep and its result when the study should go on to its reports, else the exit
     code (bad sweep 2, dry run 0, interrupted 130/143).

@@ -477,3 +477,67 @@ def test_real_divergence_is_reported_not_retried(tmp_path):
     assert outcome.message.startswith("diverged at iteration")
     assert result.exit_code == 0 and result.counts["diverged"] == 1
     assert list((outcome.run_dir / "checkpoints").glob("diverged_iter_*.pt"))
+
+
+def test_progress_lines_show_runs_done_and_each_running_runs_iteration(tmp_path, monkeypatch):
+    import io
+
+    sweep = sweep_from_dict(
+        {"base": CONFIG, "out": str(tmp_path / "out"), "set": TINY, "runs": [{"seed": 4}]}
+    )
+    (spec,) = sweep.runs
+
+    def attempt(self, spec, cmd, header, status_info):
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        rows = [{"iteration": 1, "wall_time": 2.0}, {"iteration": 2, "wall_time": 4.0}]
+        (spec.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        time.sleep(1.5)  # long enough for a progress line every 0.2 s
+        return 0
+
+    monkeypatch.setattr(_Runner, "attempt", attempt)
+    out = io.StringIO()
+    run_sweep(sweep, stdout=out, progress_every=0.2)
+    printed = out.getvalue()
+    # 2 of the sweep's iterations done at 2 s each: ETA for the rest at that rate
+    left = spec.iterations - 2
+    eta = f"{(2 * left) // 60}m{(2 * left) % 60:02d}s"
+    assert f"0/1 runs done; running: seed=4 2/{spec.iterations} (ETA {eta})" in printed
+    assert "[sweep] 1/1 runs done" in printed
+
+
+def test_sigint_to_a_background_driver_stops_the_sweep(tmp_path):
+    """A shell starts background jobs with SIGINT ignored; the driver still stops on it."""
+    import signal
+    import subprocess
+
+    out = tmp_path / "out"
+    sweep_file = _write_sweep(
+        tmp_path / "sweep.yaml",
+        base=CONFIG,
+        out=str(out),
+        set={**TINY, "iterations": 500},
+        runs=[{"seed": 1}],
+    )
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metarl", "sweep", str(sweep_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=ignore_sigint,
+    )
+    metrics = out / "seed=1" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    try:
+        printed, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, printed
+    assert "SIGINT: stopping" in printed
+    assert 0 < len(read_metrics(metrics)) < 500

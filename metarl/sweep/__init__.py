@@ -49,11 +49,15 @@ cpus_per_run). ``ray`` runs each attempt as a Ray task (``num_cpus=cpus_per_run`
 OUT on a shared file system (``pip install -e '.[ray]'``). On Ctrl-C the sweep sends SIGINT to
 its local runs; Ray tasks are asked through a stop file in ``OUT/.sweep/`` and pass it on.
 
+While it runs, it prints runs done/total after each run and, every minute, each running run's
+iteration and ETA (``progress``). SIGINT and SIGTERM stop it the same way, also when it was
+started in the background with SIGINT ignored.
+
 Modules: ``spec`` (the sweep file), ``state`` (a run's state on disk, its lock), ``process``
 (one attempt's subprocess, its exit code and log), ``result`` (exit codes, outcomes),
-``runner`` (one run: attempts, retries, status file), ``driver`` (:func:`run_sweep`, dry run,
-Ray, signals), ``summary`` (the end table and ``sweep_summary.{json,md}``), ``cli``
-(``metarl sweep``).
+``runner`` (one run: attempts, retries, status file), ``progress`` (progress lines),
+``driver`` (:func:`run_sweep`, dry run, Ray, signals), ``summary`` (the end table and
+``sweep_summary.{json,md}``), ``cli`` (``metarl sweep``).
 
 Python API::
 

@@ -9,10 +9,12 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TextIO
 
+from metarl.sweep.progress import PROGRESS_SECONDS, progress_line
 from metarl.sweep.result import RunOutcome, SweepResult
 from metarl.sweep.runner import _Runner
 from metarl.sweep.spec import RunSpec, Sweep, SweepError
@@ -41,8 +43,10 @@ def _import_ray() -> Any:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[list[int]]:
-    """In the main thread, turn SIGTERM into KeyboardInterrupt; yields the received signals."""
+def _signals_as_interrupt() -> Iterator[list[int]]:
+    """In the main thread, turn SIGINT and SIGTERM into KeyboardInterrupt; yields the received
+    signals. SIGINT too: a driver started in the background by a shell inherits SIGINT ignored,
+    and Python then never raises KeyboardInterrupt for it."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -52,11 +56,12 @@ def _sigterm_as_interrupt() -> Iterator[list[int]]:
         received.append(signum)
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handle)
+    old = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield received
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def run_sweep(
@@ -68,11 +73,14 @@ def run_sweep(
     retries: int = DEFAULT_RETRIES,
     dry_run: bool = False,
     stdout: TextIO | None = None,
+    progress_every: float = PROGRESS_SECONDS,
 ) -> SweepResult:
     """Run (or, with ``dry_run``, list) the sweep's runs; see the module docstring.
 
-    Returns the outcomes and writes ``OUT/sweep_summary.{json,md}`` (not for a dry run).
-    Raises SweepError for bad arguments or a missing Ray."""
+    Prints ``runs done/total`` after each run and, every ``progress_every`` seconds, each
+    running run's iteration and ETA (:mod:`metarl.sweep.progress`). Returns the outcomes and
+    writes ``OUT/sweep_summary.{json,md}`` (not for a dry run). Raises SweepError for bad
+    arguments or a missing Ray."""
     out = sys.stdout if stdout is None else stdout
     if backend not in BACKENDS:
         raise SweepError(f"backend {backend!r}: must be one of {', '.join(BACKENDS)}")
@@ -105,10 +113,15 @@ def run_sweep(
     interrupted: int | None = None
     pool = ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(sweep.runs))))
     try:
-        with _sigterm_as_interrupt() as received:
+        with _signals_as_interrupt() as received:
             futures: dict[Future, RunSpec] = {pool.submit(runner.run, s): s for s in sweep.runs}
             pending = set(futures)
+            last_progress = time.monotonic()
             while pending:
+                if time.monotonic() - last_progress >= progress_every and interrupted is None:
+                    running = [futures[f] for f in futures if f.running()]
+                    runner.say(progress_line(len(outcomes), len(sweep.runs), running))
+                    last_progress = time.monotonic()
                 try:
                     done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 except KeyboardInterrupt:
@@ -136,6 +149,8 @@ def run_sweep(
                             spec.iterations,
                             message=f"sweep error: {type(exc).__name__}: {exc}",
                         )
+                if done and interrupted is None:
+                    runner.say(f"{len(outcomes)}/{len(sweep.runs)} runs done")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         runner.cleanup()
