@@ -45,3 +45,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
+
+# Mutation testing of the core modules (docs/mutation.md), one module at a time in scratch copies
+# under /tmp; not part of `make test` (hours on 2 cores). `make mutation MODULES="returns policies"`
+# checks only those modules; the report covers every module with results in results/mutation/raw.
+MODULES ?=
+.PHONY: mutation
+mutation: $(STAMP)
+	test -x $(VENV)/bin/mutmut || $(PY) -m pip install mutmut==3.8.1
+	$(PY) tools/mutation.py run $(MODULES)
+	$(PY) tools/mutation.py report
