@@ -1,6 +1,11 @@
 """Write ``results/README.md`` from the committed summaries (no number is typed by hand).
 
     .venv/bin/python experiments/results_readme.py
+    .venv/bin/python experiments/results_readme.py --recompare  # reports first, then READMEs
+
+``--recompare`` first rewrites every committed ``metarl compare`` report (a ``summary.json``
+with ``groups`` under ``results/``) from the runs it lists, with the current statistics and
+plots: no run is trained or evaluated again (the study scripts do the same after their sweeps).
 
 Reads ``results/<study>/<meta_optimizer>/summary.json`` and the ablations'
 ``results/navigation2d/{estimator,inner_lr}/summary.json`` (written by ``metarl compare``),
@@ -630,7 +635,45 @@ def main_readme(text: str) -> str:
     return head + "\n".join([README_BEGIN, *readme_headline(), README_END]) + tail
 
 
-def main() -> int:
+def comparison_dirs(skip: tuple[str, ...] = ()) -> list[Path]:
+    """The folders under ``results/`` holding a ``metarl compare`` report (outside ``skip``)."""
+    found = []
+    for path in sorted(RESULTS.rglob("summary.json")):
+        rel = path.parent.relative_to(RESULTS).as_posix()
+        if "runs" in path.parts or any(rel == s or rel.startswith(f"{s}/") for s in skip):
+            continue
+        data = _load(path)
+        if data and {"groups", "runs", "target_return"} <= set(data):
+            found.append(path.parent)
+    return found
+
+
+def recompare(skip: tuple[str, ...] = ("half_cheetah_vel_finn2017",)) -> None:
+    """Rewrite each committed comparison from the runs its summary lists (run from ROOT, as the
+    paths are relative to it), with the target return it used when that was given."""
+    import os
+    import sys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from metarl.compare import compare_runs
+
+    os.chdir(ROOT)
+    for out in comparison_dirs(skip):
+        data = _load(out / "summary.json") or {}
+        target = data["target_return"]
+        given = target["value"] if str(target.get("rule", "")).startswith("given") else None
+        compare_runs(data["runs"], out.relative_to(ROOT), given)
+        print(
+            f"rewrote {out.relative_to(ROOT)}/report.md from {len(data['runs'])} runs", flush=True
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    if "--recompare" in (sys.argv[1:] if argv is None else argv):
+        recompare()
     (RESULTS / "README.md").write_text(results_readme(), encoding="utf-8")
     print(f"wrote {RESULTS / 'README.md'}")
     readme = ROOT / "README.md"

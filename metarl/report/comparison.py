@@ -77,7 +77,8 @@ def _method(reps: int, seed: int, window: int) -> dict[str, str]:
         "held_out_scores": "per-task held-out returns after k gradient steps of every seed "
         "(a seeds × tasks matrix per group): IQM with rliable's stratified bootstrap CI (seeds "
         "resampled within each task), P(X > Y) averaged over tasks, and performance profiles "
-        f"(fraction of seed-task returns above τ) with pointwise CIs ({boot})",
+        "(fraction of seed-task returns above τ, τ over the range of the meta-learned returns) "
+        f"with pointwise CIs ({boot})",
     }
 
 

@@ -77,7 +77,7 @@ def _title(env_id: str, groups: Sequence[Group], window: int) -> str:
         spread = "shaded: 95% bootstrap CI over seeds"
     smoothing = f"trailing mean over {window} iterations" if window > 1 else "unsmoothed"
     return (
-        f"{env_id}: mean across seeds, {smoothing}; {spread}\n"
+        f"{env_id}: mean across seeds, {smoothing}\n{spread}\n"
         f"solid: post-adaptation, dashed: pre-adaptation; y-range fits the curves after the "
         f"first {YLIM_SKIP:.0%} of the x-axis"
     )

@@ -77,9 +77,10 @@ def _scores(
     if mats is None:
         return None
     estimates = interval_estimates(mats, "iqm", reps, seed)
-    everything = np.concatenate([m.reshape(-1) for m in mats.values()])
-    taus = np.linspace(everything.min(), everything.max(), PROFILE_POINTS)
     learned = {k_: m for k_, m in mats.items() if k_ != RANDOM_INIT}
+    # τ spans the meta-learned returns (random init's far lower ones would squeeze them)
+    spanned = np.concatenate([m.reshape(-1) for m in (learned or mats).values()])
+    taus = np.linspace(spanned.min(), spanned.max(), PROFILE_POINTS)
     return {
         "k": k,
         "tasks": next(iter(mats.values())).shape[1],

@@ -112,7 +112,7 @@ def _scores_section(scores: Mapping[str, Any], labels: Sequence[str], method: st
     lines = [
         f"### Held-out scores after {k} gradient step{'s' if k != 1 else ''}",
         "",
-        f"Each seed's return on each of the {scores['tasks']} held-out tasks: {method}.",
+        f"{scores['tasks']} held-out tasks; how computed: {method}.",
         "",
         "| policy | seeds | IQM of seed × task returns [95% CI] |",
         "|---|---:|---|",
