@@ -329,7 +329,7 @@ class MetaProblem:
         log_std_weight = 2.0 * weights.sum(dim=(1, 2))  # (K, 1)
 
         def fisher(u: Params) -> Params:
-            out = linear.vjp(linear.jvp(u) * scale)
+            out = linear.gauss_newton_product(u, scale)
             out["log_std"] = log_std_weight * u["log_std"]
             return {n: out[n] for n in u}
 

@@ -8,6 +8,7 @@ reference to 1e-8 relative.
 import pytest
 import torch
 
+from metarl import policies
 from metarl.adaptation import InnerLossHessian, surrogate_loss
 from metarl.config import config_from_dict
 from metarl.meta_learner import MetaLearner
@@ -168,3 +169,31 @@ def test_runs_with_either_fisher_product_are_the_same_algorithm(algorithm):
         for key in keys:
             rel = 1e-5 if i == 0 else 3e-2
             assert fast[key] == pytest.approx(reference[key], rel=rel), (i, key)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "estimator"), [("fomaml", "standard"), ("maml", "standard"), ("maml", "dice")]
+)
+@pytest.mark.parametrize(("averaging", "activation"), SETUPS)
+def test_products_over_blocks_of_tasks_equal_one_block(
+    monkeypatch, algorithm, estimator, averaging, activation
+):
+    """The closed-form products run over cache-sized blocks of tasks; with blocks of one task
+    they equal the products over all tasks at once (and the double-backward reference)."""
+    _, params, _, _, problem = make_setup(
+        algorithm=algorithm,
+        steps=2,
+        estimator=estimator,
+        averaging=averaging,
+        early_termination=True,
+        hidden_sizes=(5, 4),
+        activation=activation,
+    )
+    assert problem.outer_batch.num_tasks > 1
+    v = torch.randn(flatten_params(params).numel(), dtype=torch.float64)
+    whole = problem.fisher_vector_product(params)(v)
+    monkeypatch.setattr(policies, "BLOCK_BYTES", 1)  # one task per block
+    blocked = problem.fisher_vector_product(params)(v)
+    reference = problem.fisher_vector_product(params, "double_backward")(v)
+    torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(blocked, reference, rtol=1e-8, atol=1e-12)
