@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from metarl.report.common import RETURN_LABEL
-from metarl.report.figures import informative_ylim, integer_ticks, new_figure
+from metarl.report.figures import informative_ylim, integer_ticks, new_figure, save_axes
 from metarl.report.runs import POST, PRE, Group, Run
 from metarl.stats import bootstrap_band, smooth
 
@@ -117,7 +117,4 @@ def plot_learning_curves(
     ax.set_xlabel(AXES[axis][1])
     ax.set_ylabel(f"{RETURN_LABEL}\non training tasks")
     ax.set_title(_title(env_id, groups, window), fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    return path
+    return save_axes(fig, ax, path)

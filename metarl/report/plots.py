@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from metarl.report.common import RETURN_LABEL, algorithm_label
-from metarl.report.figures import errorbar, new_figure
+from metarl.report.figures import errorbar, new_figure, save_axes
 
 __all__ = ["plot_group_adaptation", "plot_performance_profiles", "plot_run_adaptation"]
 
@@ -35,11 +35,7 @@ def plot_run_adaptation(result: Mapping[str, Any], path: Path) -> Path | None:
         f"protocol {result['protocol']}",
         fontsize=10,
     )
-    ax.grid(alpha=0.3)
-    ax.legend(title="mean, 95% CI across tasks", fontsize=9, title_fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    return save_axes(fig, ax, path, title="mean, 95% CI across tasks", fontsize=9, title_fontsize=9)
 
 
 def plot_group_adaptation(summary: Mapping[str, Any], path: Path, env_id: str) -> Path | None:
@@ -79,10 +75,7 @@ def plot_group_adaptation(summary: Mapping[str, Any], path: Path, env_id: str) -
         f"{env_id}: held-out tasks, mean and 95% CI (protocol {summary.get('protocol')})",
         fontsize=10,
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    return path
+    return save_axes(fig, ax, path)
 
 
 def plot_performance_profiles(
@@ -118,7 +111,4 @@ def plot_performance_profiles(
         f"{protocol})\nshaded: 95% stratified-bootstrap CI over seeds (rliable; n ≥ 2)",
         fontsize=9,
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    return path
+    return save_axes(fig, ax, path)
