@@ -648,25 +648,47 @@ def comparison_dirs(skip: tuple[str, ...] = ()) -> list[Path]:
     return found
 
 
+def _same_runs(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """The two summaries come from the same run data: same groups and per-seed final returns."""
+    groups_old, groups_new = old.get("groups", {}), new.get("groups", {})
+    return groups_old.keys() == groups_new.keys() and all(
+        groups_old[k]["final_return"]["per_seed"] == groups_new[k]["final_return"]["per_seed"]
+        for k in groups_old
+    )
+
+
 def recompare(skip: tuple[str, ...] = ("half_cheetah_vel_finn2017",)) -> None:
     """Rewrite each committed comparison from the runs its summary lists (run from ROOT, as the
-    paths are relative to it), with the target return it used when that was given."""
+    paths are relative to it), with the target return it used when that was given. A report
+    whose runs no longer hold the data it was made from (a run dir trained again since, e.g.
+    with new defaults) is kept as it is, with a line saying so."""
     import os
+    import shutil
     import sys
+    import tempfile
 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from metarl.compare import compare_runs
+    from metarl.compare import CompareError, compare_runs
 
     os.chdir(ROOT)
     for out in comparison_dirs(skip):
         data = _load(out / "summary.json") or {}
         target = data["target_return"]
         given = target["value"] if str(target.get("rule", "")).startswith("given") else None
-        compare_runs(data["runs"], out.relative_to(ROOT), given)
-        print(
-            f"rewrote {out.relative_to(ROOT)}/report.md from {len(data['runs'])} runs", flush=True
-        )
+        name = out.relative_to(ROOT)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                new = compare_runs(data["runs"], tmp, given)
+            except CompareError as exc:
+                print(f"kept {name}: {exc}", flush=True)
+                continue
+            if not _same_runs(data, new):
+                print(f"kept {name}: its runs were trained again since it was written", flush=True)
+                continue
+            for path in Path(tmp).iterdir():
+                shutil.copy2(path, out / path.name)
+        print(f"rewrote {name}/report.md from {len(data['runs'])} runs", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
