@@ -4,7 +4,14 @@ each pins a behaviour against an independent, hand-computed value."""
 import pytest
 import torch
 
-from metarl.returns import LinearFeatureBaseline, step_weights
+from metarl.returns import (
+    LinearFeatureBaseline,
+    compute_advantages,
+    discounted_returns,
+    gae_advantages,
+    normalize_advantages,
+    step_weights,
+)
 
 
 def test_baseline_feature_count_is_two_per_observation_dim_plus_four():
@@ -46,3 +53,82 @@ def test_step_weights_of_integer_masks_are_float32(dtype):
     masks = _masks(LENGTHS, dtype=dtype)
     torch.testing.assert_close(step_weights(masks, "per_step"), torch.tensor(PER_STEP))
     torch.testing.assert_close(step_weights(masks, "per_episode"), torch.tensor(PER_EPISODE))
+
+
+def test_normalize_advantages_accepts_task_by_time_and_zeroes_single_step_tasks():
+    """(K, T) input: task 0 has valid values 1, 2, 3, 6 (mean 3, population std √3.5); task 1
+    a single valid step, which normalizes to 0 (it equals its own mean)."""
+    adv = torch.tensor([[1.0, 2.0, 3.0, 6.0], [5.0, 9.0, 9.0, 9.0]], dtype=torch.float64)
+    masks = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    std = 3.5**0.5
+    expected = torch.tensor(
+        [[-2 / std, -1 / std, 0.0, 3 / std], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64
+    )
+    torch.testing.assert_close(normalize_advantages(adv, masks), expected)
+    with pytest.raises(ValueError, match=r"\(K, \.\.\., T\)"):
+        normalize_advantages(adv[0], masks[0])
+
+
+def test_normalize_advantages_names_the_mismatched_argument():
+    adv, masks = torch.zeros(2, 3), torch.ones(2, 3)
+    with pytest.raises(ValueError, match=r"^advantages has shape \(2, 4\)"):
+        normalize_advantages(torch.zeros(2, 4), masks)
+    with pytest.raises(ValueError, match=r"^weights has shape \(2, 4\)"):
+        normalize_advantages(adv, masks, weights=torch.zeros(2, 4))
+
+
+def test_normalize_advantages_keeps_the_dtype_of_the_advantages():
+    masks = _masks(LENGTHS[:1])
+    adv = torch.tensor([[[1.0, 7.0, 7.0], [2.0, 3.0, 4.0], [0.0, 0.0, 0.0]]])  # float32
+    weights = step_weights(masks, "per_episode")  # float64
+    assert normalize_advantages(adv, masks.float(), weights=weights).dtype == torch.float32
+
+
+def test_compute_advantages_normalizes_with_the_given_step_weights():
+    """Per-episode weights: Σ w Â = 0 and Σ w Â² = 1 per task (by hand on the weights), which
+    the plain per-step statistics do not satisfy when episodes have different lengths."""
+    masks = _masks([[1, 3, 2], [3, 3, 1]])
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.randn(2, 3, 3, generator=g, dtype=torch.float64)
+    obs = torch.randn(2, 3, 3, 1, generator=g, dtype=torch.float64)
+    weights = step_weights(masks, "per_episode")
+    adv, _ = compute_advantages(obs, rewards, masks, 0.9, 1.0, None, True, weights)
+    torch.testing.assert_close((weights * adv).sum((1, 2)), torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close((weights * adv**2).sum((1, 2)), torch.ones(2, dtype=torch.float64))
+    plain, _ = compute_advantages(obs, rewards, masks, 0.9, 1.0, None, True)
+    assert not torch.allclose(adv, plain)
+
+
+def test_normalize_advantages_divides_by_std_plus_eps():
+    """Values ±1e-8 have σ = 1e-8: (A - μ) / (σ + 1e-8) = ±0.5 (eps matters at this scale)."""
+    adv = torch.tensor([[1e-8, -1e-8]], dtype=torch.float64)
+    masks = torch.ones(1, 2, dtype=torch.float64)
+    expected = torch.tensor([[0.5, -0.5]], dtype=torch.float64)
+    torch.testing.assert_close(normalize_advantages(adv, masks), expected)
+    torch.testing.assert_close(normalize_advantages(adv, masks, eps=3e-8), expected / 2)
+
+
+def _bad(shape=(2, 3)):
+    return torch.zeros(*shape, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: discounted_returns(_bad((2, 4)), _bad(), 0.9), r"^rewards has shape \(2, 4\)"),
+        (lambda: discounted_returns(_bad(), _bad(), 1.5), r"^gamma must lie in \[0, 1\]"),
+        (lambda: gae_advantages(_bad((2, 4)), _bad(), _bad(), 0.9, 1), r"^rewards has shape"),
+        (lambda: gae_advantages(_bad(), _bad((2, 4)), _bad(), 0.9, 1), r"^values has shape"),
+        (lambda: gae_advantages(_bad(), _bad(), _bad(), -0.1, 1.0), r"^gamma must lie in"),
+        (lambda: gae_advantages(_bad(), _bad(), _bad(), 0.9, 1.1), r"^lam must lie in"),
+        (
+            lambda: LinearFeatureBaseline().fit(
+                _bad((1, 2, 3, 1)), _bad((1, 2, 4)), _bad((1, 2, 3))
+            ),
+            r"^returns has shape \(1, 2, 4\)",
+        ),
+    ],
+)
+def test_validation_errors_name_the_offending_argument(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
