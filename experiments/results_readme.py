@@ -48,6 +48,30 @@ def _ci(entry: dict[str, Any]) -> str:
     return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "(no CI)"
 
 
+def _improvement(summary: dict[str, Any]) -> list[str]:
+    """P(X > Y) [95% CI] of each pair of groups (written by ``metarl compare`` with rliable), on
+    the final return and on the held-out tasks; nothing for summaries without them."""
+    parts = []
+    scores = (summary.get("adaptation") or {}).get("scores") or {}
+    for where, pairs in (
+        ("final return", summary.get("probability_of_improvement")),
+        (f"held-out tasks after {scores.get('k')} step", scores.get("probability_of_improvement")),
+    ):
+        if pairs:
+            cells = [
+                f"P({p['x']} > {p['y']}) = {_fmt(p['p'], 2)} "
+                + (f"[{_fmt(p['ci95'][0], 2)}, {_fmt(p['ci95'][1], 2)}]" if p["ci95"] else "")
+                for p in pairs[::2]  # the reverse of each pair is 1 - P
+            ]
+            parts.append(f"{where}: " + "; ".join(c.strip() for c in cells))
+    if not parts:
+        return []
+    return [
+        "",
+        "Probability of improvement (rliable, 95% CI over seeds), " + "; ".join(parts) + ".",
+    ]
+
+
 def study_section(name: str, title: str) -> list[str]:
     lines = [f"## {title}", ""]
     found = False
@@ -73,6 +97,7 @@ def study_section(name: str, title: str) -> list[str]:
                 f"{_fmt(g['across_seed_std'])} | {_fmt(g['max_drawdown'])} | "
                 f"{_fmt(sum(wall) / len(wall))} |"
             )
+        lines += _improvement(summary)
         adaptation = summary.get("adaptation")
         if adaptation:
             steps = adaptation["steps"]
