@@ -133,17 +133,25 @@ def summarize(result: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
         ),
     ]
     if curvature := result.get("curvature"):
+        labels = {
+            "fomaml": "closed-form Fisher-vector product ≥ 4× the double backward: the adapted "
+            "policy's Fisher (FO-MAML, HF-MAML, MAML with trpo.curvature=adapted)",
+            "maml": "closed-form Fisher-vector product ≥ 4× the double backward: MAML's exact "
+            "Jᵀ F J (two inner-loss Hessian products per Fisher product)",
+        }
         for algorithm, entry in curvature["fvp"]["algorithms"].items():
             ratios[f"curvature/fvp_speedup/{algorithm}"] = entry["speedup"]
-        speedup = min(e["speedup"] for e in curvature["fvp"]["algorithms"].values())
-        targets.append(
-            target(
-                "closed-form Fisher-vector product ≥ 4× the double backward (worst algorithm)",
-                speedup,
-                TARGET_FVP_SPEEDUP,
-                speedup >= TARGET_FVP_SPEEDUP,
+            if "speedup_cpu" in entry:
+                ratios[f"curvature/fvp_speedup_cpu/{algorithm}"] = entry["speedup_cpu"]
+            speedup = entry["speedup"]
+            targets.append(
+                target(
+                    labels.get(algorithm, f"closed-form Fisher-vector product ≥ 4×, {algorithm}"),
+                    speedup,
+                    TARGET_FVP_SPEEDUP,
+                    speedup >= TARGET_FVP_SPEEDUP,
+                )
             )
-        )
     nav_algs = nav_setup["algorithms"]
     for algorithm, limit in TARGET_NAV_EXACT_S.items():
         value = nav_algs[algorithm]["iteration_s"]["median"]
