@@ -157,3 +157,31 @@ def test_config_defaults_that_carry_meaning():
         "tanh",
         0.0,
     )
+
+
+@pytest.mark.parametrize("averaging", ["per_step", "per_episode"])
+def test_problem_kl_averages_only_valid_steps_with_early_termination(averaging):
+    """With episodes that end early, MetaProblem.kl is the mean over tasks of the average of
+    the per-step KL over valid steps only: per step Σ m kl / Σ m, per episode the mean over
+    non-empty episodes of each episode's mean (weights written out here from the masks)."""
+    _, params, _, _, problem = make_setup(
+        algorithm="fomaml", averaging=averaging, early_termination=True
+    )
+    masks = problem.outer_batch.masks
+    assert (masks == 0).any() and (masks.sum(-1) > 0).all()  # padded steps, no empty episode
+    # a first-layer change: the KL varies from step to step, so the averaging matters
+    theta = {**params, "log_std": params["log_std"] + 0.3, "w0": params["w0"] * 2.0}
+    policy, obs = problem.inner.policy, problem.outer_batch.obs
+    new = problem.adapted(theta)
+    mu0, mu1 = policy.mean(problem.inner.adapted, obs), policy.mean(new, obs)
+    s0 = torch.exp(problem.inner.adapted["log_std"])[:, None, None, :]
+    s1 = torch.exp(new["log_std"])[:, None, None, :]
+    kl = (torch.log(s1 / s0) + (s0**2 + (mu0 - mu1) ** 2) / (2 * s1**2) - 0.5).sum(-1)
+    if averaging == "per_step":
+        per_task = (kl * masks).sum((1, 2)) / masks.sum((1, 2))
+    else:
+        per_task = ((kl * masks).sum(2) / masks.sum(2)).mean(1)
+    torch.testing.assert_close(problem.kl(theta), per_task.mean())
+    _, kl_fused = problem.loss_and_kl(theta)
+    torch.testing.assert_close(kl_fused, per_task.mean())
+    assert abs(float(kl.mean()) - float(per_task.mean())) > 1e-6  # padding would change it
