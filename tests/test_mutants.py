@@ -132,3 +132,14 @@ def _bad(shape=(2, 3)):
 def test_validation_errors_name_the_offending_argument(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_baseline_predict_rejects_another_task_count_or_feature_count():
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(3, 2, 4, 2, generator=g, dtype=torch.float64)
+    masks = torch.ones(3, 2, 4, dtype=torch.float64)
+    baseline = LinearFeatureBaseline().fit(obs, obs.sum(-1), masks)
+    with pytest.raises(ValueError, match=r"fitted for \(K, F\) = \(3, 8\), got K=2, F=8"):
+        baseline.predict(obs[:2], masks[:2])
+    with pytest.raises(ValueError, match=r"fitted for \(K, F\) = \(3, 8\), got K=3, F=6"):
+        baseline.predict(obs[..., :1], masks)

@@ -79,7 +79,7 @@ MUTATIONS = [
         ["tests/test_pinned_formulas.py", "tests/test_meta_gradients.py"],
     ),
     (
-        "TRPO's KL and loss averaged over all padded steps (masks ignored)",
+        "TRPO's KL averaged over all padded steps (masks ignored)",
         "metarl/meta_gradients.py",
         "return (per_step * weights).sum(dim=(1, 2)).mean()",
         "return per_step.mean()",
