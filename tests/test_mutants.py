@@ -143,3 +143,18 @@ def test_baseline_predict_rejects_another_task_count_or_feature_count():
         baseline.predict(obs[:2], masks[:2])
     with pytest.raises(ValueError, match=r"fitted for \(K, F\) = \(3, 8\), got K=3, F=6"):
         baseline.predict(obs[..., :1], masks)
+
+
+def test_baseline_ignores_nan_returns_at_padded_steps_and_predicts_floats_for_integer_obs():
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randint(-3, 4, (2, 3, 5, 2), generator=g)
+    masks = _masks([[5, 2, 4], [3, 5, 1]], horizon=5)
+    returns = torch.randn(2, 3, 5, generator=g, dtype=torch.float64) * masks
+    clean = LinearFeatureBaseline().fit_predict(obs.double(), returns, masks)
+    padded = returns.masked_fill(masks == 0, float("nan"))
+    torch.testing.assert_close(
+        LinearFeatureBaseline().fit_predict(obs.double(), padded, masks), clean
+    )
+    from_int = LinearFeatureBaseline().fit_predict(obs, returns, masks)
+    assert from_int.dtype == torch.get_default_dtype()
+    torch.testing.assert_close(from_int, clean.to(from_int.dtype))
