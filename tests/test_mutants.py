@@ -158,3 +158,52 @@ def test_baseline_ignores_nan_returns_at_padded_steps_and_predicts_floats_for_in
     from_int = LinearFeatureBaseline().fit_predict(obs, returns, masks)
     assert from_int.dtype == torch.get_default_dtype()
     torch.testing.assert_close(from_int, clean.to(from_int.dtype))
+
+
+def test_baseline_constructor_bounds():
+    LinearFeatureBaseline(reg_coeff=0.0, time_scale=0.5, max_retries=0)  # all allowed
+    for kwargs, name in [
+        ({"time_scale": 0.0}, "time_scale"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"reg_coeff": -1e-9}, "reg_coeff"),
+        ({"min_fallback_reg": 0.0}, "min_fallback_reg"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            LinearFeatureBaseline(**kwargs)
+
+
+def test_baseline_gives_up_after_max_retries_each_raising_the_regularization_tenfold():
+    """A NaN observation never solves: 10 retries by default, each ×10 from reg_coeff 1e-5."""
+    g = torch.Generator().manual_seed(2)
+    obs = torch.randn(2, 2, 3, 1, generator=g, dtype=torch.float64)
+    obs[1, 0, 0, 0] = float("nan")
+    masks, returns = torch.ones(2, 2, 3, dtype=torch.float64), torch.zeros(2, 2, 3)
+    for retries, kwargs in [(10, {}), (3, {"max_retries": 3, "reg_coeff": 0.5})]:
+        reg = kwargs.get("reg_coeff", 1e-5)
+        for _ in range(retries):
+            reg = reg * 10.0
+        message = rf"\[1\] after {retries} retries \(last reg \[{reg}\]\)"
+        with pytest.raises(ValueError, match=message):
+            LinearFeatureBaseline(**kwargs).fit(obs, returns.double(), masks)
+
+
+def test_baseline_retries_a_failed_factorization_even_if_its_solve_is_finite(monkeypatch):
+    """cholesky_ex reporting failure (info ≠ 0) for task 0 on the first attempt: that task is
+    solved again with a larger regularization, the other task keeps reg_coeff."""
+    real, calls = torch.linalg.cholesky_ex, []
+
+    def failing_first(matrix):
+        chol, info = real(matrix)
+        if not calls:
+            info = info.clone()
+            info[0] = 1  # the factor itself is fine: the solve stays finite
+        calls.append(matrix.shape[0])
+        return chol, info
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", failing_first)
+    g = torch.Generator().manual_seed(3)
+    obs = torch.randn(2, 2, 4, 1, generator=g, dtype=torch.float64)
+    masks = torch.ones(2, 2, 4, dtype=torch.float64)
+    baseline = LinearFeatureBaseline(reg_coeff=1e-3).fit(obs, obs[..., 0], masks)
+    assert calls == [2, 1]
+    torch.testing.assert_close(baseline.last_reg, torch.tensor([1e-2, 1e-3], dtype=torch.float64))
