@@ -436,20 +436,22 @@ def test_compare_without_rliable_stops_with_one_line_saying_how_to_install(
     assert not (tmp_path / "out").exists()
 
 
-def test_a_glob_that_matches_the_output_dir_works_twice(runs, tmp_path, capsys):
+def test_a_glob_that_matches_the_output_dir_works_twice(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     compare.add_parser(parser.add_subparsers())
-    root = runs[0].parent
-    (root / "notes").mkdir()  # a non-run directory beside the runs, as a glob would add it
-    for _ in range(2):  # the second time runs/* also matches runs/report
-        dirs = sorted(str(p) for p in root.glob("*"))
-        args = parser.parse_args(["compare", *dirs, "--out", str(root / "report")])
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        _make_run(root, f"nav-{seed}", "fomaml", seed, [-5.0 + seed] * N)
+    (root / "nav-notes").mkdir()  # a non-run directory beside the runs, as a glob would add it
+    for _ in range(2):  # the second time runs/nav-* also matches runs/nav-report
+        dirs = sorted(str(p) for p in root.glob("nav-*"))
+        args = parser.parse_args(["compare", *dirs, "--out", str(root / "nav-report")])
         assert args.handler(args) == 0
     err = capsys.readouterr().err
-    assert f"skipped '{root / 'report'}': it is the output directory" in err
-    assert f"skipped '{root / 'notes'}': not a metarl run directory" in err
+    assert f"skipped '{root / 'nav-report'}': it is the output directory" in err
+    assert f"skipped '{root / 'nav-notes'}': not a metarl run directory" in err
     # named on its own, a non-run directory is still an error
-    args = parser.parse_args(["compare", str(root / "notes"), "--out", str(tmp_path / "o")])
+    args = parser.parse_args(["compare", str(root / "nav-notes"), "--out", str(tmp_path / "o")])
     assert args.handler(args) == 2
     assert "not a metarl run directory" in capsys.readouterr().err
 
