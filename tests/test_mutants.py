@@ -207,3 +207,14 @@ def test_baseline_retries_a_failed_factorization_even_if_its_solve_is_finite(mon
     baseline = LinearFeatureBaseline(reg_coeff=1e-3).fit(obs, obs[..., 0], masks)
     assert calls == [2, 1]
     torch.testing.assert_close(baseline.last_reg, torch.tensor([1e-2, 1e-3], dtype=torch.float64))
+
+
+def test_baseline_before_fit_and_feature_shape_checks():
+    baseline = LinearFeatureBaseline()
+    assert baseline.weights is None and baseline.last_reg is None
+    with pytest.raises(RuntimeError, match="before fit"):
+        baseline.predict(torch.zeros(1, 1, 2, 1), torch.ones(1, 1, 2))
+    with pytest.raises(ValueError, match=r"obs must be \(K, E, T, D\)"):
+        baseline.features(torch.zeros(2, 3, 4), torch.ones(2, 3))  # 3-D obs, prefix-matching
+    with pytest.raises(ValueError, match=r"got \(2, 3, 4, 1\) and \(2, 3, 5\)"):
+        baseline.features(torch.zeros(2, 3, 4, 1), torch.ones(2, 3, 5))
