@@ -218,3 +218,16 @@ def test_baseline_before_fit_and_feature_shape_checks():
         baseline.features(torch.zeros(2, 3, 4), torch.ones(2, 3))  # 3-D obs, prefix-matching
     with pytest.raises(ValueError, match=r"got \(2, 3, 4, 1\) and \(2, 3, 5\)"):
         baseline.features(torch.zeros(2, 3, 4, 1), torch.ones(2, 3, 5))
+
+
+def test_baseline_features_are_computed_in_float64_from_float32_observations():
+    """φ = [s, s², t/100, ...] in float64 even for float32 s: s² and t/100 exactly as float64
+    arithmetic gives them (float32 arithmetic rounds 1.1² and 0.07 differently)."""
+    obs = torch.full((1, 1, 8, 1), 1.1, dtype=torch.float32)
+    phi = LinearFeatureBaseline().features(obs, torch.ones(1, 1, 8))
+    assert phi.dtype == torch.float64
+    s = float(torch.tensor(1.1, dtype=torch.float32))  # the float32 value, exactly
+    assert torch.equal(phi[0, 0, :, 1], torch.full((8,), s * s, dtype=torch.float64))
+    t = torch.tensor([i / 100.0 for i in range(8)], dtype=torch.float64)
+    assert torch.equal(phi[0, 0, :, 2], t)
+    assert torch.equal(phi[0, 0, :, 3], t * t)
