@@ -231,3 +231,15 @@ def test_baseline_features_are_computed_in_float64_from_float32_observations():
     t = torch.tensor([i / 100.0 for i in range(8)], dtype=torch.float64)
     assert torch.equal(phi[0, 0, :, 2], t)
     assert torch.equal(phi[0, 0, :, 3], t * t)
+
+
+def test_returns_and_gae_of_a_one_step_horizon():
+    rewards = torch.tensor([[2.0], [-1.0]], dtype=torch.float64)
+    masks = torch.tensor([[1.0], [0.0]], dtype=torch.float64)
+    values = torch.tensor([[0.5], [3.0]], dtype=torch.float64)
+    expected = torch.tensor([[2.0], [0.0]], dtype=torch.float64)
+    torch.testing.assert_close(discounted_returns(rewards, masks, 0.9), expected)
+    torch.testing.assert_close(
+        gae_advantages(rewards, values, masks, 0.9, 0.5),
+        torch.tensor([[1.5], [0.0]], dtype=torch.float64),
+    )
