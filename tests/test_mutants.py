@@ -4,6 +4,8 @@ each pins a behaviour against an independent, hand-computed value."""
 import pytest
 import torch
 
+from metarl.policies import GaussianMLPPolicy, stack_params
+
 from metarl.returns import (
     LinearFeatureBaseline,
     compute_advantages,
@@ -243,3 +245,13 @@ def test_returns_and_gae_of_a_one_step_horizon():
         gae_advantages(rewards, values, masks, 0.9, 0.5),
         torch.tensor([[1.5], [0.0]], dtype=torch.float64),
     )
+
+
+def test_policy_parameter_count_and_stacking_a_single_task():
+    policy = GaussianMLPPolicy(2, 1, hidden_sizes=(3,))
+    assert policy.num_params() == (2 * 3 + 3) + (3 * 1 + 1) + 1  # w0, b0, w1, b1, log_std
+    params = policy.init_params(torch.Generator().manual_seed(0))
+    stacked = stack_params([params])
+    assert list(stacked) == list(params)
+    for name, value in params.items():
+        assert torch.equal(stacked[name], value.unsqueeze(0))
