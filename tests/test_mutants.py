@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from metarl.policies import GaussianMLPPolicy, stack_params
-
 from metarl.returns import (
     LinearFeatureBaseline,
     compute_advantages,
