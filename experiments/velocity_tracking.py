@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -37,9 +38,17 @@ from metarl.sampler import Sampler
 
 DEFAULT_TARGETS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
 SHOWN_TARGETS = (0.5, 1.5)  # the issue's slow and fast targets, also in the table's first rows
+VIDEO_SIZE = 160
+VIDEO_FRAME_STRIDE = 4  # every 4th frame: 50 frames (25 fps at dt = 0.01) for a 200-step episode
 
 
-def track_run(run_dir: Path, targets: list[float], episodes: int, seed: int) -> dict[str, Any]:
+def track_run(
+    run_dir: Path,
+    targets: list[float],
+    episodes: int,
+    seed: int,
+    video_dir: Path | None = None,
+) -> dict[str, Any]:
     """Achieved velocity and return per target, before and after one inner step."""
     found = load_latest(run_dir / "checkpoints")
     if found is None:
@@ -66,6 +75,8 @@ def track_run(run_dir: Path, targets: list[float], episodes: int, seed: int) -> 
         out[f"velocity_k{k}"] = velocity.mean(1).tolist()
         out[f"velocity_k{k}_sem"] = (velocity.std(1) / episodes**0.5).tolist()
         out[f"return_k{k}"] = batch.episode_returns().mean(1).tolist()
+        if video_dir is not None:
+            out[f"videos_k{k}"] = _videos(cfg, learner, params, tasks, run_dir.name, k, video_dir)
         if k == 0:
             params, _ = adapt(
                 learner.policy,
@@ -79,6 +90,37 @@ def track_run(run_dir: Path, targets: list[float], episodes: int, seed: int) -> 
             )
     sampler.close()
     return out
+
+
+def _videos(
+    cfg: Any,
+    learner: MetaLearner,
+    params: dict[str, torch.Tensor],
+    tasks: list[dict[str, float]],
+    name: str,
+    k: int,
+    video_dir: Path,
+) -> dict[str, str]:
+    """GIFs of the mean action at the slow and fast targets; returns {v*: path}."""
+    from metarl.report.video import episode_frames, make_render_env, write_gif
+
+    files = {}
+    for i, task in enumerate(tasks):
+        if task["velocity"] not in SHOWN_TARGETS or (k == 0 and files):
+            continue  # before adaptation the mean action does not depend on the target: one GIF
+        env = make_render_env(cfg.env.id, cfg.env.horizon, VIDEO_SIZE, **cfg.env.kwargs)
+        try:
+            frames, _ = episode_frames(
+                env, learner.policy, {n: p[i] for n, p in params.items()}, task, 0
+            )
+            fps = float(env.metadata.get("render_fps") or 20)
+        finally:
+            env.close()
+        stem = f"{name}_k0" if k == 0 else f"{name}_v{task['velocity']:.1f}_k{k}"
+        path = video_dir / f"{stem}.gif"
+        write_gif(path, frames[::VIDEO_FRAME_STRIDE], fps / VIDEO_FRAME_STRIDE)
+        files[str(task["velocity"])] = str(path)
+    return files
 
 
 def _by_group(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -146,12 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=float, nargs="+", default=DEFAULT_TARGETS)
     parser.add_argument("--episodes", type=int, default=20, help="episodes per target and step")
     parser.add_argument("--seed", type=int, default=7, help="sampling seed (not a training seed)")
+    parser.add_argument("--video-dir", type=Path, help="GIFs at v* = 0.5 and 1.5, k = 0 and 1")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.video_dir is not None:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless, before mujoco renders
+        args.video_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for run in args.runs:
         print(f"[velocity] {run}", flush=True)
-        results.append(track_run(run, list(args.targets), args.episodes, args.seed))
+        results.append(track_run(run, list(args.targets), args.episodes, args.seed, args.video_dir))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "velocity.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "velocity.md").write_text(markdown(results))

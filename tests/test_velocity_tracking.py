@@ -39,3 +39,24 @@ def test_reports_velocity_and_return_per_target_before_and_after(cheetah_run, tm
     rows = [line for line in table.splitlines() if line.startswith("| MAML")]
     assert [row.split("|")[3].strip() for row in rows] == ["0.50", "1.50", "0.00"]
     assert (out / "velocity.png").stat().st_size > 0
+
+
+def test_videos_at_the_slow_and_fast_target_through_the_tracking_camera(cheetah_run, tmp_path):
+    import os
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from metarl.report.video import make_render_env
+
+    try:
+        env = make_render_env("metarl/HalfCheetahVel-v0", 5, 32)
+        env.reset(seed=0)
+        env.render()
+    except Exception as exc:  # no OpenGL backend on this machine
+        pytest.skip(f"MuJoCo cannot render here: {exc}")
+    assert env.unwrapped.camera_name == "track"  # follows the cheetah; the free camera does not
+    env.close()
+    videos = tmp_path / "videos"
+    argv = [str(cheetah_run), "--out", str(tmp_path), "--episodes", "2", "--video-dir", str(videos)]
+    assert velocity_tracking.main(argv) == 0
+    names = sorted(p.name for p in videos.iterdir())
+    assert names == ["run_k0.gif", "run_v0.5_k1.gif", "run_v1.5_k1.gif"]

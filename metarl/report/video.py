@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from metarl.config import TrainConfig
     from metarl.policies import GaussianMLPPolicy, Params
 
-__all__ = ["plot_trajectories", "render_videos"]
+__all__ = ["episode_frames", "make_render_env", "plot_trajectories", "render_videos", "write_gif"]
 
 _TRAJECTORY_TASKS = 4  # tasks shown in the Navigation2D trajectory plot
 _TRAJECTORY_EPISODES = 3  # episodes per task and stage shown there
@@ -98,7 +98,6 @@ def render_videos(
     out_dir: Path,
 ) -> list[str]:
     """MuJoCo envs: GIFs of one held-out task with the mean action of θ and of θ^K."""
-    import envs
 
     task = result["tasks"][0]
     k = result["settings"]["steps"]
@@ -108,17 +107,15 @@ def render_videos(
     files, returns = [], {}
     for stage, params in stages:
         try:
-            env = envs.make_single(
+            env = make_render_env(
                 cfg.env.id,
-                horizon=result["settings"]["horizon"],
-                render_mode="rgb_array",
-                width=_VIDEO_SIZE,
-                height=_VIDEO_SIZE,
+                result["settings"]["horizon"],
+                _VIDEO_SIZE,
                 **({"oracle": True} if cfg.algorithm == "oracle" else {}),
                 **cfg.env.kwargs,
             )
             try:
-                frames, total = _episode_frames(env, policy, params, task, int(result["seed"]))
+                frames, total = episode_frames(env, policy, params, task, int(result["seed"]))
                 fps = float(env.metadata.get("render_fps") or 20)
             finally:
                 env.close()
@@ -129,7 +126,7 @@ def render_videos(
                 f"'{result['files']['json']}'; try MUJOCO_GL=egl or MUJOCO_GL=osmesa"
             ) from None
         path = out_dir / f"task0_{stage}.gif"
-        _write_gif(path, frames, fps)
+        write_gif(path, frames, fps)
         files.append(str(path))
         returns[stage] = total
     result["video"] = {
@@ -140,9 +137,38 @@ def render_videos(
     return files
 
 
-def _episode_frames(
+def make_render_env(env_id: str, horizon: int, size: int, **kwargs: Any) -> Any:
+    """A single env rendering ``size``×``size`` RGB frames, through the model's ``track``
+    camera when it has one (HalfCheetah, Ant: a camera that follows the body; the default free
+    camera stays put while the body runs out of the picture)."""
+    import mujoco
+
+    import envs
+
+    def make(**extra: Any) -> Any:
+        return envs.make_single(
+            env_id,
+            horizon=horizon,
+            render_mode="rgb_array",
+            width=size,
+            height=size,
+            **extra,
+            **kwargs,
+        )
+
+    env = make()
+    model = getattr(env.unwrapped, "model", None)
+    if model is not None and mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track") >= 0:
+        env.close()
+        env = make(camera_name="track")
+    return env
+
+
+def episode_frames(
     env: Any, policy: GaussianMLPPolicy, params: Params, task: Mapping[str, Any], seed: int
 ) -> tuple[list[np.ndarray], float]:
+    """Frames and return of one episode of ``env`` (made with ``render_mode="rgb_array"``) on
+    ``task`` with the policy's mean action (deterministic)."""
     import torch
 
     obs, _ = env.reset(seed=seed, options={"task": dict(task)})
@@ -158,7 +184,7 @@ def _episode_frames(
             return frames, total
 
 
-def _write_gif(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
+def write_gif(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
     """GIF with imageio if installed, else with matplotlib's Pillow writer."""
     try:
         import imageio.v3 as iio
