@@ -254,3 +254,37 @@ def test_policy_parameter_count_and_stacking_a_single_task():
     assert list(stacked) == list(params)
     for name, value in params.items():
         assert torch.equal(stacked[name], value.unsqueeze(0))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_curvature_products_with_equal_hidden_widths_equal_autograd(activation):
+    """Hidden layers of one width (4, 4): a scratch buffer shared between layers would alias a
+    product's input and output. Inner-loss Hessian product against the double backward of the
+    surrogate, closed-form Fisher product against the double-backward one (float64)."""
+    from metarl.adaptation import InnerLossHessian, surrogate_loss
+    from metarl.policies import expand_params, flatten_params
+    from tests.test_meta_gradients import make_setup
+
+    policy, params, _, inner, problem = make_setup(
+        algorithm="maml", early_termination=True, hidden_sizes=(4, 4), activation=activation
+    )
+    batch, adv = inner.batches[0], inner.advantages[0]
+    g = torch.Generator().manual_seed(0)
+    point = {
+        k: v + 0.1 * torch.randn(v.shape, generator=g, dtype=v.dtype)
+        for k, v in expand_params(params, 3).items()
+    }
+    u = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in point.items()}
+    leaf = {k: v.clone().requires_grad_(True) for k, v in point.items()}
+    with torch.enable_grad():
+        loss = surrogate_loss(policy, leaf, batch, adv).sum()
+        grads = torch.autograd.grad(loss, list(leaf.values()), create_graph=True)
+        dot = sum((gr * u[k]).sum() for gr, k in zip(grads, leaf, strict=True))
+        expected = torch.autograd.grad(dot, list(leaf.values()))
+    got = InnerLossHessian(policy, point, batch, adv).product(u)
+    for k, e in zip(leaf, expected, strict=True):
+        torch.testing.assert_close(got[k], e, rtol=1e-8, atol=1e-12)
+    v = torch.randn(flatten_params(params).numel(), generator=g, dtype=torch.float64)
+    fast = problem.fisher_vector_product(params, "closed_form")(v)
+    reference = problem.fisher_vector_product(params, "double_backward")(v)
+    torch.testing.assert_close(fast, reference, rtol=1e-8, atol=1e-12)
