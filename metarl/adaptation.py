@@ -5,7 +5,8 @@ Per task i with episodes D sampled from π_θ, the inner loss is the VPG surroga
     f_i(θ; D) = -Σ_t ω_t w_t Â_t,
 
 with ω_t the step weights of the batch (``1/N`` over the task's N valid steps, or ``1/(E·L_e)``
-for per-episode averaging; :func:`metarl.returns.step_weights`) and
+for per-episode averaging; :func:`metarl.returns.step_weights`; ``batch.weights_for(part)`` with
+part ``inner_loss``, or ``outer_loss`` for the outer surrogate f_i(θ'_i; D_o)) and
 ``w_t = log π_θ(a_t|s_t)`` (``standard``) or ``w_t = π_θ(a_t|s_t) / ⊥π_θ(a_t|s_t)`` (the
 likelihood ratio, ``⊥`` = stop-gradient, used by the ``dice`` estimator, by HF-MAML's perturbed
 gradients and by TRPO). Both have the same gradient at the sampling policy,
@@ -44,7 +45,8 @@ class AdvantageSettings:
     baseline: str = "linear"
 
     def __call__(self, batch: EpisodeBatch) -> Tensor:
-        """Â for every step of ``batch`` (K,E,T), detached."""
+        """Â for every step of ``batch`` (K,E,T), detached; normalized with the weights of the
+        ``advantages`` part (μ = Σ ω Â, σ² = Σ ω (Â − μ)²)."""
         baseline = LinearFeatureBaseline() if self.baseline == "linear" else None
         advantages, _ = compute_advantages(
             batch.obs,
@@ -54,7 +56,7 @@ class AdvantageSettings:
             self.gae_lambda,
             baseline,
             self.normalize,
-            batch.weights,
+            batch.weights_for("advantages"),
         )
         return advantages
 
@@ -65,17 +67,22 @@ def surrogate_loss(
     batch: EpisodeBatch,
     advantages: Tensor,
     old_log_probs: Tensor | None = None,
+    part: str = "inner_loss",
 ) -> Tensor:
-    """Per-task VPG surrogate f_i (shape (K,)); likelihood-ratio form if ``old_log_probs``."""
+    """Per-task VPG surrogate f_i (shape (K,)); likelihood-ratio form if ``old_log_probs``;
+    ``part`` names whose step weights ω it averages with (``inner_loss`` or ``outer_loss``)."""
     log_probs = policy.log_prob(params, batch.obs, batch.actions)
     weights = log_probs if old_log_probs is None else torch.exp(log_probs - old_log_probs)
-    return weighted_surrogate(weights, batch, advantages)
+    return weighted_surrogate(weights, batch, advantages, part)
 
 
-def weighted_surrogate(weights: Tensor, batch: EpisodeBatch, advantages: Tensor) -> Tensor:
-    """-Σ_t ω_t w_t Â_t per task (K,), from per-step ``w`` (log-probabilities or ratios)."""
+def weighted_surrogate(
+    weights: Tensor, batch: EpisodeBatch, advantages: Tensor, part: str = "inner_loss"
+) -> Tensor:
+    """-Σ_t ω_t w_t Â_t per task (K,), from per-step ``w`` (log-probabilities or ratios) and the
+    step weights ω of ``part``."""
     terms = torch.where(batch.masks > 0, weights * advantages.to(weights.dtype), 0.0)
-    return -(terms * batch.weights.to(weights.dtype)).sum(dim=(1, 2))
+    return -(terms * batch.weights_for(part).to(weights.dtype)).sum(dim=(1, 2))
 
 
 class InnerLossHessian:
@@ -106,9 +113,9 @@ class InnerLossHessian:
             self.linear = policy.linearize_mean(point, batch.obs)
             mu = self.linear.mean
             dtype = mu.dtype
-            self.c = torch.where(
-                batch.masks > 0, batch.weights.to(dtype) * advantages.to(dtype), 0.0
-            ).unsqueeze(-1)  # (K, E, T, 1)
+            omega = batch.weights_for("inner_loss").to(dtype)
+            c = torch.where(batch.masks > 0, omega * advantages.to(dtype), 0.0)
+            self.c = c.unsqueeze(-1)  # (K, E, T, 1)
             self.precision = torch.exp(-2.0 * policy.log_std(point, mu))
             self.scaled = (batch.actions.to(dtype) - mu) * self.precision  # P r
             self.grad = -self.c * self.scaled  # G

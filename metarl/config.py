@@ -28,6 +28,7 @@ import yaml
 from metarl.atomic import atomic_write_text
 
 __all__ = [
+    "AveragingPartsConfig",
     "CheckpointConfig",
     "ConfigError",
     "EnvConfig",
@@ -51,6 +52,8 @@ __all__ = [
 
 ALGORITHMS = ("maml", "fomaml", "hfmaml", "pretrained", "oracle")
 META_OPTIMIZERS = ("sgd", "adam", "trpo")
+AVERAGING = ("per_episode", "per_step")  # as metarl.returns (kept free of torch here)
+AVERAGING_PARTS = ("inner_loss", "outer_loss", "kl", "advantages")
 
 
 class ConfigError(ValueError):
@@ -165,6 +168,25 @@ class TRPOConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AveragingPartsConfig:
+    """Per-part override of ``averaging`` (null = follow ``averaging``; else per_step |
+    per_episode), to tell which average matters: ``inner_loss`` (the inner surrogate on D_in,
+    also HF-MAML's Hessian batch), ``outer_loss`` (the outer surrogate on D_o), ``kl`` (TRPO's KL
+    on D_o: its Fisher and the line search's constraint), ``advantages`` (the advantage
+    normalization's mean and std, on every batch). A step's weight ω_t is 1/N_k (per_step, N_k
+    valid steps of task k) or 1/(E·L_e) (per_episode, E episodes, L_e steps of its episode)."""
+
+    inner_loss: str | None = None
+    outer_loss: str | None = None
+    kl: str | None = None
+    advantages: str | None = None
+
+    def overrides(self) -> dict[str, str]:
+        """{part: averaging} of the parts that are set."""
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
 class SamplerConfig:
     """Rollout parallelism: MuJoCo rollout threads (>= 0; 0 = in the main thread) and torch
     intra-op threads (>= 1; None = ``OMP_NUM_THREADS`` if set, else the CPU cores this process
@@ -204,7 +226,7 @@ class TrainConfig:
     [0, 1]; ``baseline``: linear | none; ``device``: cpu (the only one implemented);
     ``averaging``: how a task's losses, KL and advantage statistics average its steps,
     ``per_episode`` (within each episode, then over episodes, as pytorch-maml-rl) or
-    ``per_step`` (over all valid steps of the task)."""
+    ``per_step`` (over all valid steps of the task); ``averaging_parts`` overrides it per part."""
 
     algorithm: str = "maml"
     meta_optimizer: str = "trpo"
@@ -217,6 +239,7 @@ class TrainConfig:
     normalize_advantages: bool = True
     baseline: str = "linear"
     averaging: str = "per_episode"
+    averaging_parts: AveragingPartsConfig = field(default_factory=AveragingPartsConfig)
     device: str = "cpu"
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -288,7 +311,8 @@ _RULES: dict[str, Rule] = {
     "gamma": lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
     "gae_lambda": lambda v: None if 0 <= v <= 1 else "must be in [0, 1]",
     "baseline": _one_of("linear", "none"),
-    "averaging": _one_of("per_episode", "per_step"),
+    "averaging": _one_of(*AVERAGING),
+    **{f"averaging_parts.{part}": _one_of(*AVERAGING) for part in AVERAGING_PARTS},
     "device": lambda v: None if v == "cpu" else "must be cpu (GPU execution is not implemented)",
     "env.id": _env_id,
     "env.horizon": _ge(1),

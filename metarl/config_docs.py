@@ -52,6 +52,17 @@ KEY_DOCS: dict[str, str] = {
         "how a task's losses, KL and advantage statistics average its steps: within each "
         "episode then over episodes (per_episode), or over all valid steps (per_step)"
     ),
+    "averaging_parts.inner_loss": (
+        "averaging of the inner loss on D_in (and HF-MAML's D_h) (null = averaging)"
+    ),
+    "averaging_parts.outer_loss": "averaging of the outer surrogate on D_o (null = averaging)",
+    "averaging_parts.kl": (
+        "averaging of TRPO's KL on D_o: its Fisher and the line search's constraint "
+        "(null = averaging)"
+    ),
+    "averaging_parts.advantages": (
+        "averaging of the advantage normalization's mean and std, every batch (null = averaging)"
+    ),
     "device": "torch device (only cpu is implemented)",
     "env.id": "task distribution: a registered Gymnasium id",
     "env.kwargs": "keyword arguments of the env's constructor",

@@ -218,7 +218,7 @@ class MetaProblem:
         """f_i(θ'_i; D_o) in likelihood-ratio form w.r.t. the policy that sampled D_o, (K,)."""
         batch = self.outer_batch
         return surrogate_loss(
-            self.inner.policy, adapted, batch, self.outer_advantages, batch.log_probs
+            self.inner.policy, adapted, batch, self.outer_advantages, batch.log_probs, "outer_loss"
         )
 
     def loss(self, params: Params, create_graph: bool = False) -> Tensor:
@@ -235,7 +235,7 @@ class MetaProblem:
         mu = policy.mean(new, batch.obs)
         log_std = policy.log_std(new, mu)
         ratio = torch.exp(gaussian_log_prob(batch.actions, mu, log_std) - batch.log_probs)
-        loss = weighted_surrogate(ratio, batch, self.outer_advantages).mean()
+        loss = weighted_surrogate(ratio, batch, self.outer_advantages, "outer_loss").mean()
         mu0 = self._old_mean()
         kl = gaussian_kl(mu0, policy.log_std(self.inner.adapted, mu0), mu, log_std)
         return loss, self._task_mean(kl)
@@ -252,8 +252,9 @@ class MetaProblem:
         return self._task_mean(self.inner.policy.kl(old, new, batch.obs))
 
     def _task_mean(self, per_step: Tensor) -> Tensor:
-        """Mean over tasks of the step-weighted sum of ``per_step`` values on D_o."""
-        weights = self.outer_batch.weights.to(per_step.dtype)
+        """Mean over tasks of the sum of ``per_step`` values on D_o weighted by the ``kl``
+        part's step weights ω (the KL's average)."""
+        weights = self.outer_batch.weights_for("kl").to(per_step.dtype)
         return (per_step * weights).sum(dim=(1, 2)).mean()
 
     def fisher_vector_product(
@@ -323,7 +324,8 @@ class MetaProblem:
         adapted = {n: p.detach() for n, p in self.inner.adapted.items()}
         linear = policy.linearize_mean(adapted, batch.obs)
         k = batch.num_tasks
-        weights = (batch.weights.to(linear.mean.dtype) / k).unsqueeze(-1)  # (K, E, T, 1)
+        omega = batch.weights_for("kl")  # the KL's step weights: F is its Hessian
+        weights = (omega.to(linear.mean.dtype) / k).unsqueeze(-1)  # (K, E, T, 1)
         precision = torch.exp(-2.0 * policy.log_std(adapted, linear.mean))
         scale = weights * precision
         log_std_weight = 2.0 * weights.sum(dim=(1, 2))  # (K, 1)

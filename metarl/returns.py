@@ -24,6 +24,9 @@ __all__ = [
 ]
 
 AVERAGING = ("per_episode", "per_step")
+# The four averages a step weight enters (config ``averaging_parts``): the inner loss on D_in, the
+# outer surrogate on D_o, TRPO's KL on D_o, and the advantage-normalization statistics.
+AVERAGING_PARTS = ("inner_loss", "outer_loss", "kl", "advantages")
 
 
 def _check_same_shape(name: str, x: Tensor, masks: Tensor) -> None:

@@ -20,7 +20,7 @@ from torch import Tensor
 import envs
 from metarl.config import ConfigError, TrainConfig
 from metarl.policies import GaussianMLPPolicy, Params, is_per_task
-from metarl.returns import AVERAGING, step_weights
+from metarl.returns import AVERAGING, AVERAGING_PARTS, step_weights
 
 
 @dataclass
@@ -30,7 +30,9 @@ class EpisodeBatch:
     ``obs`` (K,E,T,obs_dim), ``actions`` (K,E,T,act_dim), ``rewards``/``masks`` (K,E,T),
     ``log_probs`` (K,E,T) of the sampling policy (detached), ``tasks`` the K task dicts,
     ``weights`` (K,E,T) each step's weight in its task's averages (losses, KL, advantage
-    statistics; :func:`metarl.returns.step_weights`, per step unless given).
+    statistics; :func:`metarl.returns.step_weights`, per step unless given);
+    ``part_weights`` the weights of the parts averaged otherwise (config ``averaging_parts``),
+    read through :meth:`weights_for`.
     """
 
     obs: Tensor
@@ -42,10 +44,22 @@ class EpisodeBatch:
     seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
     weights: Tensor = None  # type: ignore[assignment]  # set in __post_init__ when omitted
+    part_weights: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.weights is None:
             self.weights = step_weights(self.masks, "per_step")
+        if unknown := set(self.part_weights) - set(AVERAGING_PARTS):
+            raise ValueError(f"part_weights {sorted(unknown)}: parts are {AVERAGING_PARTS}")
+
+    def weights_for(self, part: str) -> Tensor:
+        """The step weights ω of one average (``inner_loss``, ``outer_loss``, ``kl`` or
+        ``advantages``): its own where the batch has them, else :attr:`weights`."""
+        if part not in AVERAGING_PARTS:
+            raise ValueError(
+                f"averaging part {part!r}: must be one of {', '.join(AVERAGING_PARTS)}"
+            )
+        return self.part_weights.get(part, self.weights)
 
     @property
     def num_tasks(self) -> int:
@@ -81,6 +95,7 @@ class EpisodeBatch:
             seconds=self.seconds,
             extras=dict(self.extras),
             weights=self.weights[index],
+            part_weights={part: w[index] for part, w in self.part_weights.items()},
         )
 
 
@@ -95,7 +110,8 @@ class Sampler:
 
     ``env_threads`` is the number of simulator threads of MuJoCo environments (ignored by
     pure-numpy ones); ``oracle=True`` appends each copy's task parameters to its observation;
-    ``averaging`` sets the batches' step weights (:func:`metarl.returns.step_weights`).
+    ``averaging`` sets the batches' step weights (:func:`metarl.returns.step_weights`) and
+    ``part_averaging`` ({part: averaging}) those of single parts that average otherwise.
     Actions are clipped to the action space before they reach the environment (Gymnasium's
     ``ClipAction``); the batch keeps the unclipped samples and their log-probabilities.
 
@@ -113,10 +129,18 @@ class Sampler:
         env_threads: int | None = None,
         oracle: bool = False,
         averaging: str = "per_step",
+        part_averaging: Mapping[str, str] | None = None,
     ):
-        if averaging not in AVERAGING:
-            raise ValueError(f"averaging {averaging!r}: must be one of {', '.join(AVERAGING)}")
+        for name, value in [("averaging", averaging), *(part_averaging or {}).items()]:
+            if name != "averaging" and name not in AVERAGING_PARTS:
+                raise ValueError(f"averaging part {name!r}: must be one of {AVERAGING_PARTS}")
+            if value not in AVERAGING:
+                raise ValueError(f"{name} {value!r}: must be one of {', '.join(AVERAGING)}")
         self.averaging = averaging
+        # only the parts that differ: the others share ``weights`` (no extra work, same numbers)
+        self.part_averaging = {
+            part: mode for part, mode in (part_averaging or {}).items() if mode != averaging
+        }
         self.env_id = env_id
         self.oracle = oracle
         self.episodes_per_task = int(episodes_per_task)
@@ -217,6 +241,9 @@ class Sampler:
             extras["info"] = {
                 key: to_kets(torch.from_numpy(buf)) * valid for key, buf in info_buf.items()
             }
+        by_mode = {self.averaging: step_weights(masks, self.averaging)}
+        for mode in set(self.part_averaging.values()) - set(by_mode):
+            by_mode[mode] = step_weights(masks, mode)
         return EpisodeBatch(
             obs=obs_out,
             actions=act_out,
@@ -226,7 +253,8 @@ class Sampler:
             tasks=[dict(t) for t in tasks],
             seconds=time.perf_counter() - start,
             extras=extras,
-            weights=step_weights(masks, self.averaging),
+            weights=by_mode[self.averaging],
+            part_weights={part: by_mode[mode] for part, mode in self.part_averaging.items()},
         )
 
     @classmethod
@@ -242,6 +270,7 @@ class Sampler:
             env_threads=cfg.sampler.env_threads,
             oracle=cfg.algorithm == "oracle" if oracle is None else oracle,
             averaging=cfg.averaging,
+            part_averaging=cfg.averaging_parts.overrides(),
         )
 
     def close(self) -> None:
