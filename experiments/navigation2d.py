@@ -49,6 +49,25 @@ default disk ``‖Δ‖ < 0.01``), run dirs ``runs/maml-box-trpo-seed<N>``, into
 Jᵀ F J, run dirs ``runs/maml-adapted-trpo-seed<N>``, into ``results/navigation2d/curvature/``.
 All cost like MAML or less.
 
+``--ablation averaging_<part>`` (``<part>`` one of ``inner_loss``, ``outer_loss``, ``kl``,
+``advantages``): which of the four averages carries the ``averaging`` effect. MAML with
+``averaging_parts.<part>=per_step`` (ω_t = 1/N_k over the task's N_k valid steps) in that one part
+only, the three others per episode (ω_t = 1/(E·L_e), the default): ``inner_loss`` the inner
+surrogate on D_in, ``outer_loss`` the outer surrogate on D_o, ``kl`` TRPO's KL on D_o (its Fisher
+and the line search's constraint), ``advantages`` the advantage normalization's mean and std.
+3 seeds each, run dirs ``runs/maml-ps_<part>-trpo-seed<N>``, compared with MAML (all per episode)
+and MAML per_step (all per step, the ``averaging`` ablation's runs) into
+``results/navigation2d/averaging_<part>/``. Four ablations × 3 seeds = 12 runs, each costing like
+MAML (≈ 1.3 s/iteration alone, ≈ 11 min for 500 iterations; about twice that two at a time on
+2 cores): ≈ 2.2 h of one core, ≈ 1.2-2 h on 2 cores. All four, then one report of the six
+groups::
+
+    for part in inner_loss outer_loss kl advantages; do
+        .venv/bin/python experiments/navigation2d.py --ablation averaging_$part || break
+    done
+    cd results/navigation2d/runs && ../../../.venv/bin/metarl compare --out ../averaging_parts \\
+        maml-trpo-seed? maml-per_step-trpo-seed? maml-ps_*-trpo-seed?
+
 ``--ablation inner_lr``: MAML with ``inner.lr=0.5``, the step size of the MAML paper's released
 2D-navigation script (its text says 0.1, the default here), run dirs
 ``runs/maml-a0.5-trpo-seed<N>``, compared with MAML at α = 0.1 into
@@ -62,6 +81,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _study import ROOT, Ablation, Budget, Study, main
+
+# The four averages of ``averaging_parts`` (metarl.returns.AVERAGING_PARTS).
+AVERAGING_PARTS = ("inner_loss", "outer_loss", "kl", "advantages")
 
 STUDY = Study(
     name="navigation2d",
@@ -125,6 +147,18 @@ STUDY = Study(
             overrides={"trpo.curvature": "adapted"},
             run_name="maml-adapted-{meta_optimizer}-seed{seed}",
             compare_with=("maml",),
+        ),
+        # per_step in one average at a time; "maml-per_step" names the averaging ablation's runs
+        # (compare_with entries fill the study's run name "{algorithm}-{meta_optimizer}-seed{N}")
+        *(
+            Ablation(
+                name=f"averaging_{part}",
+                algorithm="maml",
+                overrides={f"averaging_parts.{part}": "per_step"},
+                run_name=f"maml-ps_{part}-{{meta_optimizer}}-seed{{seed}}",
+                compare_with=("maml", "maml-per_step"),
+            )
+            for part in AVERAGING_PARTS
         ),
         Ablation(
             name="inner_lr",
