@@ -176,7 +176,8 @@ class Group:
 
     @property
     def variant(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        # as in the YAML config: null, not Python's None
+        return ", ".join(f"{k}={'null' if v is None else v}" for k, v in self.settings.items())
 
     @property
     def label(self) -> str:
