@@ -101,14 +101,15 @@ def _export(module: str, scratch: Path, seconds: float) -> dict:
         name: STATUS.get(code, "suspicious") for name, code in meta["exit_code_by_key"].items()
     }
     diffs = {}
-    if any(s not in ("killed", "timeout") for s in status.values()):
+    shown = ("survived", "no tests", "suspicious")  # the diffs the report lists
+    if any(s in shown for s in status.values()):
         cwd = os.getcwd()
         os.chdir(scratch)
         try:
             from mutmut.__main__ import get_diff_for_mutant
 
             for name, s in status.items():
-                if s not in ("killed", "timeout"):
+                if s in shown:
                     diffs[name] = get_diff_for_mutant(name, path=Path(f"metarl/{module}.py"))
         finally:
             os.chdir(cwd)
