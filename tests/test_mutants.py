@@ -288,3 +288,15 @@ def test_curvature_products_with_equal_hidden_widths_equal_autograd(activation):
     fast = problem.fisher_vector_product(params, "closed_form")(v)
     reference = problem.fisher_vector_product(params, "double_backward")(v)
     torch.testing.assert_close(fast, reference, rtol=1e-8, atol=1e-12)
+
+
+def test_policy_entropy_is_per_task_for_per_task_parameters():
+    """H = Σ_j (log σ_j + ½ log 2πe), one value per task."""
+    import math
+
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(3,))
+    params = stack_params([policy.init_params(torch.Generator().manual_seed(s)) for s in (0, 1)])
+    params["log_std"] = torch.tensor([[0.0, -1.0], [0.5, 0.25]])
+    half_log_2pi_e = 0.5 * math.log(2 * math.pi * math.e)
+    expected = torch.tensor([-1.0 + 2 * half_log_2pi_e, 0.75 + 2 * half_log_2pi_e])
+    torch.testing.assert_close(policy.entropy(params), expected)
