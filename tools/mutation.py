@@ -152,13 +152,14 @@ def run(modules: list[str], workdir: Path, timeout_s: float | None) -> None:
         print(f"   {counts}, {data['seconds_per_mutant']} s per mutant", flush=True)
 
 
-def rerun(module: str, workdir: Path) -> None:
-    """Run again, in the module's scratch, every mutant not killed, with the selected test files
-    as they are now in the working tree (mutmut maps new tests to functions incrementally)."""
+def rerun(module: str, workdir: Path, survivors_only: bool = False) -> None:
+    """Run again, in the module's scratch, every mutant not killed (with ``survivors_only``, not
+    those never checked), with the selected test files as they are now in the working tree
+    (mutmut maps new tests to functions incrementally)."""
     scratch = workdir / module
     meta = json.loads((scratch / "mutants" / "metarl" / f"{module}.py.meta").read_text())
-    names = [n for n, c in meta["exit_code_by_key"].items() if STATUS.get(c) != "killed"]
-    names = [n for n in names if STATUS.get(meta["exit_code_by_key"][n]) != "timeout"]
+    skip = {"killed", "timeout", *(["not checked"] if survivors_only else [])}
+    names = [n for n, c in meta["exit_code_by_key"].items() if STATUS.get(c) not in skip]
     for name in (*TESTS[module], *ALWAYS, "tests/mutmut_order.py"):
         shutil.copy2(ROOT / name, scratch / name)
     print(f"== {module}: {len(names)} mutants again in {scratch}", flush=True)
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     p_exp.add_argument("--seconds", type=float, default=0.0, help="time the run took")
     p_re = sub.add_parser("rerun", help="check a module's surviving mutants again (new tests)")
     p_re.add_argument("modules", nargs="+")
+    p_re.add_argument("--survivors-only", action="store_true", help="not the unchecked ones")
     p_re.add_argument("--workdir", type=Path, default=Path("/tmp/metarl-mutation"))
     sub.add_parser("report", help="write results/mutation/report.md from raw/ and equivalent.yaml")
     args = parser.parse_args(argv)
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         run(args.modules or list(PRIORITY), args.workdir, args.timeout_s)
     elif args.command == "rerun":
         for module in args.modules:
-            rerun(module, args.workdir)
+            rerun(module, args.workdir, args.survivors_only)
     elif args.command == "export":
         for module in args.modules:
             _export(module, args.workdir / module, args.seconds)
