@@ -317,6 +317,20 @@ def test_runs_that_differ_in_a_setting_are_compared_as_variants(runs, tmp_path):
     assert variant["final_return"]["iqm"] == pytest.approx(-2.0)
 
 
+def test_runs_that_differ_in_an_env_setting_are_variants_with_a_warning(runs, tmp_path):
+    box = {"env": {"id": NAV, "kwargs": {"success_region": "box"}}}
+    boxed = [
+        _make_run(tmp_path / "b", f"b-{i}", "maml", i, [-2.0] * N, config=box) for i in range(2)
+    ]
+    summary = compare_runs([*runs[:4], *boxed], tmp_path / "out", reps=100)
+    assert list(summary["groups"]) == [
+        "MAML (adam, env.kwargs.success_region=null)",
+        "MAML (adam, env.kwargs.success_region=box)",
+    ]
+    assert summary["groups"]["MAML (adam, env.kwargs.success_region=box)"]["n_seeds"] == 2
+    assert any("env.kwargs.success_region" in w for w in summary["warnings"])
+
+
 def test_settings_a_method_does_not_read_do_not_make_variants(runs, tmp_path):
     # Adam runs ignore trpo.*, MAML ignores hfmaml.*: still one group of 6 seeds.
     other = [

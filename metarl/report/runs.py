@@ -167,7 +167,7 @@ def load_run(path: str | Path, warnings: list[str] | None = None) -> Run:
 @dataclass
 class Group:
     """Runs of one method and meta-optimizer (``key``) with the same settings apart from seeds,
-    budgets (iterations, eval, checkpoints, sampler) and env. ``settings``: the config values
+    budgets (iterations, eval, checkpoints, sampler). ``settings``: the config values
     that set it apart from other groups of the same key (empty when there is one such group)."""
 
     key: tuple[str, str]
@@ -209,14 +209,15 @@ def _order_key(value: Any) -> tuple[int, float, str]:
 
 
 def _split_variants(key: tuple[str, str], runs: list[Run]) -> list[Group]:
-    """One group per setting of the config keys (other than seeds, budgets, env and sections
-    the method does not read) in which runs of the same method differ, e.g. ``inner.lr=0.1``
-    and ``inner.lr=0.5``, in increasing order of those settings."""
+    """One group per setting of the config keys (other than seeds, budgets and sections the
+    method does not read) in which runs of the same method differ, e.g. ``inner.lr=0.1`` and
+    ``inner.lr=0.5`` or ``env.kwargs.success_region=box``, in increasing order of those
+    settings."""
     ignore = (*_SEED_KEYS, *_unused_sections(*key))
     varied: list[str] = []
     for run in runs[1:]:
         for d in diff_configs(runs[0].cfg, run.cfg, ignore=ignore):
-            if not d.startswith("env.") and d not in varied:
+            if d != "env.id" and d not in varied:  # env settings too: e.g. a termination ablation
                 varied.append(d)
     if not varied:
         return [Group(key, list(runs))]
