@@ -367,9 +367,90 @@ def _averaging_finding() -> list[str]:
         f"steps: final post-adaptation return IQM {_final(ge)} against {_final(gs)} ({verdict}), "
         f"held-out one-step return {held[le]} against {held[ls]}, largest drawdown "
         f"{_fmt(ge['max_drawdown'])} against {_fmt(gs['max_drawdown'])}{drop}. Only the "
-        "weighting differs between the two; which of the four averages carries the effect is "
-        "not separated yet."
+        "weighting differs between the two." + _averaging_parts_finding()
     ]
+
+
+def _held_out(summary: dict[str, Any], label: str) -> str:
+    """Held-out one-step return of a group with its 95% CI, or a dash."""
+    groups = (summary.get("adaptation") or {}).get("groups") or {}
+    if label not in groups or len(groups[label]["steps"]) < 2:
+        return "–"
+    step = groups[label]["steps"][1]
+    return f"{_fmt(_num(step['mean']))} {_ci(step)}"
+
+
+def _is_default(settings: dict[str, Any], key: str) -> bool:
+    """Whether a group's variant settings are the defaults (for ``key`` and the averaging)."""
+    return (
+        settings.get(key) in (None, "exact", "disk")
+        and settings.get("averaging", "per_episode") == "per_episode"
+        and all(v is None for k, v in settings.items() if k.startswith("averaging_parts."))
+    )
+
+
+def _maml_against(name: str, key: str, value: Any) -> tuple[Any, ...] | None:
+    """From ``results/navigation2d/<name>/summary.json``: (summary, (label, group) of the MAML
+    variant with ``key == value``, (label, group) of the default MAML), or None if not there."""
+    summary = _load(RESULTS / "navigation2d" / name / "summary.json")
+    if summary is None:
+        return None
+    variant = _variant(summary, key, value)
+    default = next(
+        (
+            (label, g)
+            for label, g in summary["groups"].items()
+            if g["algorithm"] == "maml" and _is_default(g.get("variant_settings") or {}, key)
+        ),
+        None,
+    )
+    if variant is None or default is None:
+        return None
+    return summary, variant, default
+
+
+def _versus(name: str, key: str, value: Any, what: str, ablation: str) -> str:
+    """One sentence: the MAML variant ``key=value`` against default MAML, final return and
+    held-out one-step return with their CIs, or where the runs stand if not compared yet."""
+    found = _maml_against(name, key, value)
+    if found is None:
+        return f"{what}: `experiments/navigation2d.py --ablation {ablation}` not finished yet."
+    summary, (lv, gv), (ld, gd) = found
+    verdict = {False: "CIs do not overlap", True: "CIs overlap", None: "no CIs"}[_overlap(gv, gd)]
+    return (
+        f"{what} (`--ablation {ablation}`, {_seeds(gv['n_seeds'])}, "
+        f"[report](navigation2d/{name}/report.md)): final return IQM {_final(gv)} against "
+        f"{_final(gd)} ({verdict}); held-out one-step return {_held_out(summary, lv)} against "
+        f"{_held_out(summary, ld)}."
+    )
+
+
+AVERAGING_PARTS = ("inner_loss", "outer_loss", "kl", "advantages")
+
+
+def _averaging_parts_finding() -> str:
+    """Per-step averaging in one of the four averages at a time (``--ablation
+    averaging_<part>``)."""
+    cells = []
+    for part in AVERAGING_PARTS:
+        found = _maml_against(f"averaging_{part}", f"averaging_parts.{part}", "per_step")
+        if found is not None:
+            summary, (lv, gv), _ = found
+            cells.append(
+                f"{part} final IQM {_final(gv)}, held-out {_held_out(summary, lv)} "
+                f"([report](navigation2d/averaging_{part}/report.md))"
+            )
+    if not cells:
+        return (
+            " Which of the four averages carries the effect: `--ablation averaging_<part>` "
+            "(per-step averaging in one part at a time, 3 seeds each) has not finished yet."
+        )
+    missing = len(AVERAGING_PARTS) - len(cells)
+    return (
+        " Per-step averaging in one part only (`--ablation averaging_<part>`): "
+        + "; ".join(cells)
+        + (f"; {missing} of the 4 parts not finished yet." if missing else ".")
+    )
 
 
 def navigation_findings() -> list[str]:
@@ -411,6 +492,22 @@ def navigation_findings() -> list[str]:
             for a in ordering
         )
         + ". Ordered by the one-step return as measured.",
+        "- **Termination region.** "
+        + _versus(
+            "termination",
+            "env.kwargs.success_region",
+            "box",
+            "MAML with pytorch-maml-rl's box (|Δx|, |Δy| < 0.01) in place of the disk",
+            "termination",
+        ),
+        "- **Cheaper curvature.** "
+        + _versus(
+            "curvature",
+            "trpo.curvature",
+            "adapted",
+            "MAML with the adapted policy's Fisher as TRPO's curvature in place of Jᵀ F J",
+            "curvature",
+        ),
         f"- **Cost.** Per run MAML took {_fmt(_wall(t['maml']) / 60)} min, FO-MAML "
         f"{_fmt(_wall(t['fomaml']) / 60)} and HF-MAML {_fmt(_wall(t['hfmaml']) / 60)} (shared "
         "2-core machine shared by up to six processes, so these are upper bounds; "
