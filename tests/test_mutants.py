@@ -300,3 +300,25 @@ def test_policy_entropy_is_per_task_for_per_task_parameters():
     half_log_2pi_e = 0.5 * math.log(2 * math.pi * math.e)
     expected = torch.tensor([-1.0 + 2 * half_log_2pi_e, 0.75 + 2 * half_log_2pi_e])
     torch.testing.assert_close(policy.entropy(params), expected)
+
+
+@pytest.mark.parametrize("num_tasks", [1, 3])
+def test_unflatten_inverts_flatten_for_per_task_and_batched_shared_vectors(num_tasks):
+    from metarl.policies import flatten_params, unflatten_like
+
+    policy = GaussianMLPPolicy(2, 1, hidden_sizes=(3,))
+    tasks = [policy.init_params(torch.Generator().manual_seed(s)) for s in range(num_tasks)]
+    for t, params in enumerate(tasks):
+        params["log_std"] = params["log_std"] + t
+        params["b0"] = params["b0"] + 0.5 * t
+    per_task = stack_params(tasks)
+    flat = flatten_params(per_task)
+    assert flat.shape == (num_tasks, policy.num_params())
+    back = unflatten_like(flat, per_task)
+    assert list(back) == list(per_task)
+    for name, value in per_task.items():
+        assert torch.equal(back[name], value), name
+    # a (K, d) stack of shared vectors unflattened like shared parameters: (K, *shape) each
+    batched = unflatten_like(torch.stack([flatten_params(p) for p in tasks]), tasks[0])
+    for name, value in per_task.items():
+        assert torch.equal(batched[name], value), name
