@@ -322,3 +322,26 @@ def test_unflatten_inverts_flatten_for_per_task_and_batched_shared_vectors(num_t
     batched = unflatten_like(torch.stack([flatten_params(p) for p in tasks]), tasks[0])
     for name, value in per_task.items():
         assert torch.equal(batched[name], value), name
+
+
+@pytest.mark.parametrize("estimator", ["standard", "dice"])
+def test_curvature_products_raise_no_warnings(estimator):
+    """Hidden widths (5, 4): an output buffer of the wrong width would be resized by torch with
+    a deprecation warning (an error in a future torch)."""
+    import warnings
+
+    from metarl.adaptation import InnerLossHessian
+    from metarl.policies import expand_params, flatten_params
+    from tests.test_meta_gradients import make_setup
+
+    policy, params, _, inner, problem = make_setup(
+        algorithm="maml", estimator=estimator, early_termination=True, hidden_sizes=(5, 4)
+    )
+    point = {k: v.detach() for k, v in expand_params(params, 3).items()}
+    u = {k: torch.ones_like(v) for k, v in point.items()}
+    v = torch.ones(flatten_params(params).numel(), dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hessian = InnerLossHessian(policy, point, inner.batches[0], inner.advantages[0], estimator)
+        hessian.product(u)
+        problem.fisher_vector_product(params, "closed_form")(v)
