@@ -345,3 +345,16 @@ def test_curvature_products_raise_no_warnings(estimator):
         hessian = InnerLossHessian(policy, point, inner.batches[0], inner.advantages[0], estimator)
         hessian.product(u)
         problem.fisher_vector_product(params, "closed_form")(v)
+
+
+def test_mean_linearization_accepts_observations_of_another_dtype():
+    """float32 observations with float64 parameters: the linearization's mean is the policy's
+    float64 mean, as for policy.mean."""
+    from metarl.policies import expand_params
+
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(3,))
+    params = expand_params(policy.init_params(torch.Generator().manual_seed(0), torch.float64), 2)
+    obs = torch.randn(2, 5, 2, generator=torch.Generator().manual_seed(1))  # float32
+    mean = policy.linearize_mean(params, obs).mean
+    assert mean.dtype == torch.float64
+    torch.testing.assert_close(mean, policy.mean(params, obs))
