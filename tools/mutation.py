@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "mutation"
 PRIORITY = (
@@ -160,6 +162,9 @@ def rerun(module: str, workdir: Path, survivors_only: bool = False) -> None:
     meta = json.loads((scratch / "mutants" / "metarl" / f"{module}.py.meta").read_text())
     skip = {"killed", "timeout", *(["not checked"] if survivors_only else [])}
     names = [n for n, c in meta["exit_code_by_key"].items() if STATUS.get(c) not in skip]
+    if survivors_only:  # an equivalent mutant survives again at the cost of all its tests
+        equivalent = yaml.safe_load((OUT / "equivalent.yaml").read_text()) or {}
+        names = [n for n in names if n not in equivalent]
     for name in (*TESTS[module], *ALWAYS, "tests/mutmut_order.py"):
         shutil.copy2(ROOT / name, scratch / name)
     print(f"== {module}: {len(names)} mutants again in {scratch}", flush=True)
@@ -189,7 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     p_exp.add_argument("--seconds", type=float, default=0.0, help="time the run took")
     p_re = sub.add_parser("rerun", help="check a module's surviving mutants again (new tests)")
     p_re.add_argument("modules", nargs="+")
-    p_re.add_argument("--survivors-only", action="store_true", help="not the unchecked ones")
+    p_re.add_argument(
+        "--survivors-only",
+        action="store_true",
+        help="only survivors not listed in equivalent.yaml (not the unchecked ones)",
+    )
     p_re.add_argument("--workdir", type=Path, default=Path("/tmp/metarl-mutation"))
     sub.add_parser("report", help="write results/mutation/report.md from raw/ and equivalent.yaml")
     args = parser.parse_args(argv)
