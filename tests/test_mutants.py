@@ -358,3 +358,38 @@ def test_mean_linearization_accepts_observations_of_another_dtype():
     mean = policy.linearize_mean(params, obs).mean
     assert mean.dtype == torch.float64
     torch.testing.assert_close(mean, policy.mean(params, obs))
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2000])
+def test_curvature_products_do_not_depend_on_the_task_blocks(monkeypatch, block_bytes):
+    """Products over blocks of one task (or a few) equal the products over all tasks at once."""
+    from metarl import policies
+    from metarl.adaptation import InnerLossHessian
+    from metarl.policies import expand_params, flatten_params
+    from tests.test_meta_gradients import make_setup
+
+    policy, params, _, inner, problem = make_setup(
+        algorithm="maml", estimator="dice", early_termination=True, hidden_sizes=(5, 4)
+    )
+    point = {k: v.detach() for k, v in expand_params(params, 3).items()}
+    g = torch.Generator().manual_seed(0)
+    u = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in point.items()}
+    v = torch.randn(flatten_params(params).numel(), generator=g, dtype=torch.float64)
+    batch, adv = inner.batches[0], inner.advantages[0]
+
+    def products():
+        lin = policy.linearize_mean(point, batch.obs)
+        tangent = lin.jvp(u)
+        return (
+            InnerLossHessian(policy, point, batch, adv, "dice").product(u),
+            {"jvp": tangent, **lin.vjp(tangent)},
+            problem.fisher_vector_product(params, "closed_form")(v),
+        )
+
+    whole = products()
+    monkeypatch.setattr(policies, "BLOCK_BYTES", block_bytes)
+    blocked = products()
+    for a, b in zip(whole[:2], blocked[:2], strict=True):
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(blocked[2], whole[2], rtol=1e-10, atol=1e-12)
