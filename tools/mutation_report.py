@@ -98,6 +98,18 @@ def render(raw: dict[str, dict], equivalent: dict[str, str]) -> str:
         )
     else:
         lines.append("All core modules checked.")
+    for module in unfinished:
+        functions: dict[str, int] = {}
+        for name, status in raw[module]["status"].items():
+            if status == "not checked":
+                function = name.split(".", 2)[2].rsplit("__mutmut_", 1)[0]
+                functions[function] = functions.get(function, 0) + 1
+        listed = ", ".join(f"`{f}` ({n})" for f, n in sorted(functions.items()))
+        lines += [
+            "",
+            f"Not yet checked in {module} (mutmut runs the functions with the cheapest tests "
+            f"first; `tools/mutation.py rerun {module}` resumes): {listed}.",
+        ]
     lines += ["", "Tests run per module (only those that reach the mutated function):", ""]
     for r in rows:
         lines.append(f"- {r['module']}: " + ", ".join(f"`{t}`" for t in r["tests"]))
