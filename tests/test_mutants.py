@@ -393,3 +393,13 @@ def test_curvature_products_do_not_depend_on_the_task_blocks(monkeypatch, block_
         for k in a:
             torch.testing.assert_close(b[k], a[k], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(blocked[2], whole[2], rtol=1e-10, atol=1e-12)
+
+
+def test_log_prob_is_in_the_policy_dtype_for_actions_of_another_dtype():
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(3,))
+    params = policy.init_params(torch.Generator().manual_seed(0))  # float32
+    obs = torch.zeros(4, 2)
+    actions = torch.full((4, 2), 0.1, dtype=torch.float64)
+    log_prob = policy.log_prob(params, obs, actions)
+    assert log_prob.dtype == torch.float32
+    torch.testing.assert_close(log_prob, policy.log_prob(params, obs, actions.float()))
