@@ -409,7 +409,7 @@ def _maml_against(name: str, key: str, value: Any) -> tuple[Any, ...] | None:
     return summary, variant, default
 
 
-def _versus(name: str, key: str, value: Any, what: str, ablation: str) -> str:
+def _versus(name: str, key: str, value: Any, what: str, ablation: str, if_apart: str = "") -> str:
     """One sentence: the MAML variant ``key=value`` against default MAML, final return and
     held-out one-step return with their CIs, or where the runs stand if not compared yet."""
     found = _maml_against(name, key, value)
@@ -422,6 +422,7 @@ def _versus(name: str, key: str, value: Any, what: str, ablation: str) -> str:
         f"[report](navigation2d/{name}/report.md)): final return IQM {_final(gv)} against "
         f"{_final(gd)} ({verdict}); held-out one-step return {_held_out(summary, lv)} against "
         f"{_held_out(summary, ld)}."
+        + (f" {if_apart}" if if_apart and _overlap(gv, gd) is False else "")
     )
 
 
@@ -507,6 +508,7 @@ def navigation_findings() -> list[str]:
             "adapted",
             "MAML with the adapted policy's Fisher as TRPO's curvature in place of Jᵀ F J",
             "curvature",
+            "It changes learning, so it stays opt-in: `trpo.curvature: exact` is the default.",
         ),
         f"- **Cost.** Per run MAML took {_fmt(_wall(t['maml']) / 60)} min, FO-MAML "
         f"{_fmt(_wall(t['fomaml']) / 60)} and HF-MAML {_fmt(_wall(t['hfmaml']) / 60)} (shared "
