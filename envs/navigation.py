@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -18,31 +19,42 @@ REWARD_TYPES = ("distance", "squared")
 SUCCESS_REGIONS = ("disk", "box")
 
 
+@dataclass(frozen=True)
+class NavigationRules:
+    """What a step does, shared by the single and batched forms (see :func:`navigation_step`)."""
+
+    action_bound: float = 0.1
+    success_radius: float = 0.01
+    reward_type: str = "distance"
+    success_region: str = "disk"
+
+
 def _configure(
     env: Any,
     goal_low: float,
     goal_high: float,
-    action_bound: float,
-    success_radius: float,
-    reward_type: str,
     start: Sequence[float],
-    success_region: str = "disk",
+    rules: NavigationRules,
 ) -> None:
     """Validate the constructor arguments shared by the single and batched forms; store them."""
     if not goal_low < goal_high:
         raise ValueError(f"goal_low ({goal_low}) must be < goal_high ({goal_high})")
-    if action_bound <= 0:
-        raise ValueError(f"action_bound must be > 0, got {action_bound}")
-    if success_radius < 0:
-        raise ValueError(f"success_radius must be >= 0, got {success_radius}")
-    if reward_type not in REWARD_TYPES:
-        raise ValueError(f"reward_type {reward_type!r}: must be one of {REWARD_TYPES}")
-    if success_region not in SUCCESS_REGIONS:
-        raise ValueError(f"success_region {success_region!r}: must be one of {SUCCESS_REGIONS}")
-    env._success_region = success_region
-    env._action_bound = float(action_bound)
-    env._success_radius = float(success_radius)
-    env._reward_type = reward_type
+    if rules.action_bound <= 0:
+        raise ValueError(f"action_bound must be > 0, got {rules.action_bound}")
+    if rules.success_radius < 0:
+        raise ValueError(f"success_radius must be >= 0, got {rules.success_radius}")
+    if rules.reward_type not in REWARD_TYPES:
+        raise ValueError(f"reward_type {rules.reward_type!r}: must be one of {REWARD_TYPES}")
+    if rules.success_region not in SUCCESS_REGIONS:
+        raise ValueError(
+            f"success_region {rules.success_region!r}: must be one of {SUCCESS_REGIONS}"
+        )
+    env._rules = NavigationRules(
+        float(rules.action_bound),
+        float(rules.success_radius),
+        rules.reward_type,
+        rules.success_region,
+    )
     env._start = np.asarray(start, dtype=np.float64).reshape(2)
     env.task_distribution = TaskDistribution(
         [TaskField("goal", (2,), float(goal_low), float(goal_high))]
@@ -50,25 +62,20 @@ def _configure(
 
 
 def navigation_step(
-    position: np.ndarray,
-    goal: np.ndarray,
-    action: np.ndarray,
-    action_bound: float,
-    success_radius: float,
-    reward_type: str,
-    success_region: str = "disk",
+    position: np.ndarray, goal: np.ndarray, action: np.ndarray, rules: NavigationRules
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One step for a batch: ``p' = p + clip(a, ±bound)``, ``r = -‖p' - g‖`` (or its square).
 
     Returns ``(new_position, reward, terminated, distance)``; terminated is ``‖p' - g‖ < radius``
-    (``success_region="disk"``) or ``max(|p'_x - g_x|, |p'_y - g_y|) < radius`` (``"box"``).
+    (``rules.success_region="disk"``) or ``max(|p'_x - g_x|, |p'_y - g_y|) < radius`` (``"box"``).
     """
-    new_position = position + np.clip(action, -action_bound, action_bound)
+    bound = rules.action_bound
+    new_position = position + np.clip(action, -bound, bound)
     offset = new_position - goal
     distance = np.linalg.norm(offset, axis=-1)
-    reward = -distance if reward_type == "distance" else -np.square(distance)
-    reach = distance if success_region == "disk" else np.abs(offset).max(axis=-1)
-    return new_position, reward, reach < success_radius, distance
+    reward = -distance if rules.reward_type == "distance" else -np.square(distance)
+    reach = distance if rules.success_region == "disk" else np.abs(offset).max(axis=-1)
+    return new_position, reward, reach < rules.success_radius, distance
 
 
 class Navigation2DEnv(gym.Env, EzPickle):
@@ -155,17 +162,10 @@ class Navigation2DEnv(gym.Env, EzPickle):
             task,
             success_region,
         )
-        _configure(
-            self,
-            goal_low,
-            goal_high,
-            action_bound,
-            success_radius,
-            reward_type,
-            start,
-            success_region,
-        )
-        self.action_space = spaces.Box(-self._action_bound, self._action_bound, (2,), np.float32)
+        rules = NavigationRules(action_bound, success_radius, reward_type, success_region)
+        _configure(self, goal_low, goal_high, start, rules)
+        bound = self._rules.action_bound
+        self.action_space = spaces.Box(-bound, bound, (2,), np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
         default = {"goal": [0.5 * goal_high + 0.5 * (0.5 * (goal_low + goal_high))] * 2}
         self.set_task(task if task is not None else default)
@@ -194,13 +194,7 @@ class Navigation2DEnv(gym.Env, EzPickle):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         action = check_action(action, 2)
         position, reward, terminated, distance = navigation_step(
-            self._position[None],
-            self._goal[None],
-            action[None],
-            self._action_bound,
-            self._success_radius,
-            self._reward_type,
-            self._success_region,
+            self._position[None], self._goal[None], action[None], self._rules
         )
         self._position = position[0]
         info = {
@@ -230,16 +224,8 @@ class BatchedNavigation2D(BatchedTaskEnv):
         success_region: str = "disk",
     ):
         super().__init__(num_envs, horizon)
-        _configure(
-            self,
-            goal_low,
-            goal_high,
-            action_bound,
-            success_radius,
-            reward_type,
-            start,
-            success_region,
-        )
+        rules = NavigationRules(action_bound, success_radius, reward_type, success_region)
+        _configure(self, goal_low, goal_high, start, rules)
         self._position = np.tile(self._start, (self.num_envs, 1))
 
     def _reset_copies(self, which: np.ndarray) -> np.ndarray:
@@ -248,13 +234,7 @@ class BatchedNavigation2D(BatchedTaskEnv):
 
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         self._position, reward, terminated, distance = navigation_step(
-            self._position,
-            self.task_params,
-            actions,
-            self._action_bound,
-            self._success_radius,
-            self._reward_type,
-            self._success_region,
+            self._position, self.task_params, actions, self._rules
         )
         info = {"reward_distance": reward, "distance": distance}
         return self._position.astype(np.float32), reward, terminated, info
