@@ -44,18 +44,28 @@ PRIORITY = (
 )
 ALWAYS = ("tests/test_pinned_formulas.py", "tests/test_mutants.py")
 TESTS = {
-    "returns": ("tests/test_returns.py",),
+    "returns": ("tests/test_returns.py", "tests/test_averaging_parts.py"),
     "policies": ("tests/test_policy_sampler.py", "tests/test_curvature.py"),
-    "adaptation": ("tests/test_meta_gradients.py", "tests/test_curvature.py"),
+    "adaptation": (
+        "tests/test_meta_gradients.py",
+        "tests/test_curvature.py",
+        "tests/test_averaging_parts.py",
+    ),
     "meta_gradients": (
         "tests/test_meta_gradients.py",
         "tests/test_analytic.py",
         "tests/test_curvature.py",
         "tests/test_meta_optimizers.py",
+        "tests/test_averaging_parts.py",
     ),
-    "meta_optimizers": ("tests/test_meta_optimizers.py",),
+    "meta_optimizers": ("tests/test_meta_optimizers.py", "tests/test_averaging_parts.py"),
     "meta_learner": ("tests/test_meta_optimizers.py", "tests/test_learning.py"),
-    "sampler": ("tests/test_policy_sampler.py", "tests/test_meta_gradients.py"),
+    "sampler": (
+        "tests/test_policy_sampler.py",
+        "tests/test_meta_gradients.py",
+        "tests/test_sampler_info.py",
+        "tests/test_averaging_parts.py",
+    ),
 }
 # mutmut's exit codes (mutmut/stats.py) grouped as the report counts them
 STATUS = {
