@@ -38,6 +38,7 @@ __all__ = [
     "atomic_save",
     "load_checkpoint",
     "load_latest",
+    "load_learner_state",
     "make_checkpoint",
     "restore_global_rng",
 ]
@@ -117,6 +118,18 @@ def restore_global_rng(checkpoint: Mapping[str, Any]) -> None:
     state = checkpoint["python_rng"]
     # random.setstate insists on tuples; be lenient about containers coming back as lists.
     random.setstate((state[0], tuple(state[1]), state[2]))
+
+
+def load_learner_state(learner: Any, checkpoint: Mapping[str, Any], path: str | Path) -> None:
+    """``learner.load_state_dict(checkpoint["learner"])``; a one-line :class:`CheckpointError`
+    naming ``path`` when the saved state does not fit the learner's model."""
+    try:
+        learner.load_state_dict(checkpoint["learner"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint '{path}' does not fit the configured model: "
+            f"{' '.join(str(exc).split())[:200]}"
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

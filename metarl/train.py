@@ -57,6 +57,7 @@ from metarl.checkpoint import (
     CheckpointError,
     CheckpointManager,
     load_latest,
+    load_learner_state,
     make_checkpoint,
     restore_global_rng,
 )
@@ -445,13 +446,7 @@ def _train_locked(
         env_steps, wall_time, resume_from, last_row = 0, 0.0, None, None
         if found is not None:
             path, ckpt = found
-            try:
-                learner.load_state_dict(ckpt["learner"])
-            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-                raise CheckpointError(
-                    f"checkpoint '{path}' does not fit the configured model: "
-                    f"{' '.join(str(exc).split())[:200]}"
-                ) from None
+            load_learner_state(learner, ckpt, path)
             restore_global_rng(ckpt)
             env_steps = int(ckpt["logger"]["env_steps"])
             wall_time = float(ckpt["logger"]["wall_time"])

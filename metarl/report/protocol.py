@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from metarl.atomic import check_writable
+from metarl.checkpoint import load_learner_state
 from metarl.report.checkpoints import (
     EvaluateError,
     check_matches_run,
@@ -233,13 +234,7 @@ def evaluate_run(
     try:
         # θ_0: MetaLearner draws the initial parameters from the training seed.
         random_theta = {k: v.detach().clone() for k, v in learner.params.items()}
-        try:
-            learner.load_state_dict(ckpt["learner"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise EvaluateError(
-                f"checkpoint '{path}' does not fit its config's model: "
-                f"{' '.join(str(exc).split())[:200]}"
-            ) from None
+        load_learner_state(learner, ckpt, path)
         horizon = int(learner.sampler.horizon)
         if step_budget is not None:
             if int(step_budget) < horizon:
