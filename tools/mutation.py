@@ -30,18 +30,10 @@ import time
 from pathlib import Path
 
 import yaml
+from mutation_report import PRIORITY  # the modules, in the order they are run
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "mutation"
-PRIORITY = (
-    "returns",
-    "policies",
-    "adaptation",
-    "meta_gradients",
-    "meta_optimizers",
-    "meta_learner",
-    "sampler",
-)
 ALWAYS = ("tests/test_pinned_formulas.py", "tests/test_mutants.py")
 TESTS = {
     "returns": ("tests/test_returns.py", "tests/test_averaging_parts.py"),
