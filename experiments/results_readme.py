@@ -380,18 +380,20 @@ def _held_out(summary: dict[str, Any], label: str) -> str:
     return f"{_fmt(_num(step['mean']))} {_ci(step)}"
 
 
-def _is_default(settings: dict[str, Any], key: str) -> bool:
-    """Whether a group's variant settings are the defaults (for ``key`` and the averaging)."""
+def _is_default(settings: dict[str, Any], key: str, default: Any) -> bool:
+    """Whether a group's variant settings are the defaults (``key == default`` and the
+    averaging)."""
     return (
-        settings.get(key) in (None, "exact", "disk")
+        settings.get(key) == default
         and settings.get("averaging", "per_episode") == "per_episode"
         and all(v is None for k, v in settings.items() if k.startswith("averaging_parts."))
     )
 
 
-def _maml_against(name: str, key: str, value: Any) -> tuple[Any, ...] | None:
+def _maml_against(name: str, key: str, value: Any, default: Any = None) -> tuple[Any, ...] | None:
     """From ``results/navigation2d/<name>/summary.json``: (summary, (label, group) of the MAML
-    variant with ``key == value``, (label, group) of the default MAML), or None if not there."""
+    variant with ``key == value``, (label, group) of the MAML with ``key == default``, None for
+    a key the default runs do not set), or None if not there."""
     summary = _load(RESULTS / "navigation2d" / name / "summary.json")
     if summary is None:
         return None
@@ -400,7 +402,8 @@ def _maml_against(name: str, key: str, value: Any) -> tuple[Any, ...] | None:
         (
             (label, g)
             for label, g in summary["groups"].items()
-            if g["algorithm"] == "maml" and _is_default(g.get("variant_settings") or {}, key)
+            if g["algorithm"] == "maml"
+            and _is_default(g.get("variant_settings") or {}, key, default)
         ),
         None,
     )
@@ -409,10 +412,18 @@ def _maml_against(name: str, key: str, value: Any) -> tuple[Any, ...] | None:
     return summary, variant, default
 
 
-def _versus(name: str, key: str, value: Any, what: str, ablation: str, if_apart: str = "") -> str:
-    """One sentence: the MAML variant ``key=value`` against default MAML, final return and
-    held-out one-step return with their CIs, or where the runs stand if not compared yet."""
-    found = _maml_against(name, key, value)
+def _versus(
+    name: str,
+    key: str,
+    value: Any,
+    what: str,
+    ablation: str,
+    if_apart: str = "",
+    default: Any = None,
+) -> str:
+    """One sentence: the MAML variant ``key=value`` against MAML with ``key=default``, final
+    return and held-out one-step return with their CIs, or that the ablation has not finished."""
+    found = _maml_against(name, key, value, default)
     if found is None:
         return f"{what}: `experiments/navigation2d.py --ablation {ablation}` not finished yet."
     summary, (lv, gv), (ld, gd) = found
@@ -509,6 +520,7 @@ def navigation_findings() -> list[str]:
             "MAML with the adapted policy's Fisher as TRPO's curvature in place of Jᵀ F J",
             "curvature",
             "It changes learning, so it stays opt-in: `trpo.curvature: exact` is the default.",
+            default="exact",
         ),
         f"- **Cost.** Per run MAML took {_fmt(_wall(t['maml']) / 60)} min, FO-MAML "
         f"{_fmt(_wall(t['fomaml']) / 60)} and HF-MAML {_fmt(_wall(t['hfmaml']) / 60)} (shared "

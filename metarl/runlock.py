@@ -87,9 +87,9 @@ class RunLock:
         import fcntl
 
         path = Path(run_dir) / LOCK_FILE
-        holder = RunLock.read_holder(path)
         if not path.is_file():
             return None
+        holder = RunLock.read_holder(path)
         if holder.get("host") not in (None, socket.gethostname()):
             return holder
         try:

@@ -237,7 +237,7 @@ class Sampler:
         log_probs = policy.log_prob(params, obs_out, act_out) * masks
         extras = {}
         if info_buf:
-            valid = to_kets(torch.from_numpy(alive_buf).double())
+            valid = masks.to(torch.float64)
             extras["info"] = {
                 key: to_kets(torch.from_numpy(buf)) * valid for key, buf in info_buf.items()
             }
