@@ -1,6 +1,9 @@
 """Tests written to kill surviving mutants of the core modules (results/mutation/report.md):
 each pins a behaviour against an independent, hand-computed value."""
 
+import copy
+import math
+
 import pytest
 import torch
 
@@ -403,3 +406,396 @@ def test_log_prob_is_in_the_policy_dtype_for_actions_of_another_dtype():
     log_prob = policy.log_prob(params, obs, actions)
     assert log_prob.dtype == torch.float32
     torch.testing.assert_close(log_prob, policy.log_prob(params, obs, actions.float()))
+
+
+# adaptation: two tasks × two episodes of lengths 1 and 3 (horizon 3), float64
+A_MASKS = torch.tensor([[[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]] * 2, dtype=torch.float64)
+A_PER_STEP = torch.tensor([[[1 / 4, 0, 0], [1 / 4, 1 / 4, 1 / 4]]] * 2, dtype=torch.float64)
+A_PER_EPISODE = torch.tensor([[[1 / 2, 0, 0], [1 / 6, 1 / 6, 1 / 6]]] * 2, dtype=torch.float64)
+
+
+def _adaptation_batch(part_weights=None, rewards=None):
+    from metarl.sampler import EpisodeBatch
+
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(2, 2, 3, 2, generator=g, dtype=torch.float64)
+    actions = torch.randn(2, 2, 3, 2, generator=g, dtype=torch.float64)
+    return EpisodeBatch(
+        obs=obs,
+        actions=actions,
+        rewards=torch.zeros(2, 2, 3, dtype=torch.float64) if rewards is None else rewards,
+        masks=A_MASKS.clone(),
+        log_probs=torch.zeros(2, 2, 3, dtype=torch.float64),
+        tasks=[{"goal": [0.5, 0.5]}, {"goal": [-0.5, 0.25]}],
+        weights=A_PER_EPISODE.clone(),
+        part_weights=part_weights or {},
+    )
+
+
+def _adaptation_policy(dtype=torch.float64):
+    from metarl.policies import expand_params
+
+    policy = GaussianMLPPolicy(2, 2, (4,), "tanh", init_log_std=-0.3)
+    return policy, expand_params(policy.init_params(torch.Generator().manual_seed(0), dtype), 2)
+
+
+def test_adapt_names_the_inner_step_and_the_first_task_with_a_nonfinite_gradient():
+    """A NaN advantage on a valid step of task 1 only: FloatingPointError naming step and task."""
+    from metarl.adaptation import adapt
+
+    policy, params = _adaptation_policy()
+    batch = _adaptation_batch()
+    adv = torch.ones(2, 2, 3, dtype=torch.float64)
+    adv[1, 1, 1] = float("nan")
+    pattern = r"^inner gradient at inner step 0 of task 1 \{'goal': \[-0\.5, 0\.25\]\} is not"
+    with pytest.raises(FloatingPointError, match=pattern):
+        adapt(policy, params, batch, 0.1, False, adv)
+    with pytest.raises(FloatingPointError, match=r"^inner gradient at inner step 2 of task 1"):
+        adapt(policy, params, batch, 0.1, False, adv, step=2)
+
+
+def test_weighted_surrogate_defaults_to_the_inner_loss_weights_and_surrogate_follows_part():
+    """-Σ ω w Â with ω the inner-loss part's own weights (per step) when no part is named; the
+    outer surrogate with the outer part's weights."""
+    from metarl.adaptation import surrogate_loss, weighted_surrogate
+
+    batch = _adaptation_batch({"inner_loss": A_PER_STEP, "outer_loss": A_PER_STEP})
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(2, 2, 3, generator=g, dtype=torch.float64)
+    adv = torch.randn(2, 2, 3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(
+        weighted_surrogate(w, batch, adv), -(A_PER_STEP * w * adv).sum(dim=(1, 2))
+    )
+    policy, params = _adaptation_policy()
+    log_pi = policy.log_prob(params, batch.obs, batch.actions)
+    expected = -(A_PER_STEP * log_pi * adv).sum(dim=(1, 2))
+    torch.testing.assert_close(
+        surrogate_loss(policy, params, batch, adv, part="outer_loss"), expected
+    )
+    plain = _adaptation_batch()  # no part weights: per episode
+    torch.testing.assert_close(
+        surrogate_loss(policy, params, plain, adv, part="outer_loss"),
+        -(A_PER_EPISODE * log_pi * adv).sum(dim=(1, 2)),
+    )
+
+
+def test_padded_steps_never_reach_the_surrogate_or_the_inner_hessian():
+    """Non-finite advantages and weights on padded steps (mask 0) leave the losses and the
+    Hessian products finite and equal to those with zeros there."""
+    from metarl.adaptation import InnerLossHessian, weighted_surrogate
+
+    batch = _adaptation_batch()
+    g = torch.Generator().manual_seed(4)
+    w = torch.randn(2, 2, 3, generator=g, dtype=torch.float64)
+    adv = torch.randn(2, 2, 3, generator=g, dtype=torch.float64) * A_MASKS
+    dirty_adv = torch.where(A_MASKS > 0, adv, float("nan"))
+    dirty_w = torch.where(A_MASKS > 0, w, float("inf"))
+    expected = -(A_PER_EPISODE * w * adv).sum(dim=(1, 2))
+    torch.testing.assert_close(weighted_surrogate(dirty_w, batch, dirty_adv), expected)
+    policy, params = _adaptation_policy()
+    u = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in params.items()}
+    clean = InnerLossHessian(policy, params, batch, adv).product(u)
+    dirty = InnerLossHessian(policy, params, batch, dirty_adv).product(u)
+    for k in clean:
+        torch.testing.assert_close(dirty[k], clean[k], rtol=0, atol=0)
+
+
+def test_weighted_surrogate_is_in_the_dtype_of_the_per_step_terms():
+    """float32 log-probabilities with float64 advantages and step weights: a float32 loss."""
+    from metarl.adaptation import weighted_surrogate
+
+    batch = _adaptation_batch()
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(2, 2, 3, generator=g)
+    adv = torch.randn(2, 2, 3, generator=g, dtype=torch.float64)
+    loss = weighted_surrogate(w, batch, adv)
+    assert loss.dtype == torch.float32
+    expected = -(A_PER_EPISODE * w.double() * adv * A_MASKS).sum(dim=(1, 2))
+    torch.testing.assert_close(loss, expected.float())
+
+
+def test_inner_hessian_of_a_float32_policy_on_a_float64_batch():
+    """Products in the policy's float32, equal to the float64 double-backward Hessian."""
+    from metarl.adaptation import InnerLossHessian, surrogate_loss
+
+    batch = _adaptation_batch()
+    policy, params = _adaptation_policy(torch.float32)
+    g = torch.Generator().manual_seed(6)
+    adv = torch.randn(2, 2, 3, generator=g, dtype=torch.float64)
+    u = {k: torch.randn(v.shape, generator=g) for k, v in params.items()}
+    got = InnerLossHessian(policy, params, batch, adv).product(u)
+    leaf = {k: v.double().requires_grad_(True) for k, v in params.items()}
+    loss = surrogate_loss(policy, leaf, batch, adv).sum()
+    grads = torch.autograd.grad(loss, list(leaf.values()), create_graph=True)
+    dot = sum((gr * u[k].double()).sum() for gr, k in zip(grads, leaf, strict=True))
+    expected = torch.autograd.grad(dot, list(leaf.values()))
+    for k, e in zip(leaf, expected, strict=True):
+        assert got[k].dtype == torch.float32, k
+        torch.testing.assert_close(got[k], e.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_advantages_are_normalized_with_the_advantage_part_weights():
+    """Per-step weights for the advantages part (the batch's own are per episode): Σ ω Â = 0 and
+    Σ ω Â² = 1 with the per-step ω, by hand on the weights."""
+    from metarl.adaptation import AdvantageSettings
+
+    g = torch.Generator().manual_seed(7)
+    rewards = torch.randn(2, 2, 3, generator=g, dtype=torch.float64) * A_MASKS
+    batch = _adaptation_batch({"advantages": A_PER_STEP}, rewards=rewards)
+    adv = AdvantageSettings(gamma=0.9, baseline="none")(batch)
+    zeros, ones = torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    torch.testing.assert_close((A_PER_STEP * adv).sum((1, 2)), zeros)
+    torch.testing.assert_close((A_PER_STEP * adv**2).sum((1, 2)), ones, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose((A_PER_EPISODE * adv).sum((1, 2)), zeros)
+
+
+# meta_optimizers: TRPO on a stub problem with a linear loss gᵀθ and the KL ½ ΔᵀAΔ, A = diag(2, 1)
+class _StubProblem:
+    """The parts of a MetaProblem that TRPO uses, with hand-computable values; ``losses`` and
+    ``kls`` (optional) replace the candidates' values in the order they are asked for, and
+    ``None`` in ``losses`` raises FloatingPointError (a re-adaptation that blows up)."""
+
+    A = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    G = torch.tensor([3.0, 2.0], dtype=torch.float64)
+    THETA0 = torch.tensor([0.5, -1.0], dtype=torch.float64)
+
+    def __init__(self, losses=None, kls=None):
+        self.losses, self.kls, self.fvp_calls = list(losses or []), list(kls or []), []
+
+    def fisher_vector_product(self, params, method="closed_form", curvature="exact"):
+        self.fvp_calls.append((method, curvature))
+        return lambda v: self.A @ v
+
+    def loss(self, params):
+        return self.G @ params["w0"]
+
+    def loss_and_kl(self, params):
+        delta = params["w0"] - self.THETA0
+        loss, kl = self.G @ params["w0"], 0.5 * delta @ self.A @ delta
+        if self.losses:
+            value = self.losses.pop(0)
+            if value is None:
+                raise FloatingPointError("re-adaptation is not finite")
+            loss = torch.tensor(value, dtype=torch.float64)
+        if self.kls:
+            kl = torch.tensor(self.kls.pop(0), dtype=torch.float64)
+        return loss, kl
+
+
+def _trpo_theta(dtype=torch.float64):
+    return {"w0": _StubProblem.THETA0.clone().to(dtype).requires_grad_(True)}
+
+
+def test_trpo_step_by_hand_with_damping_and_the_configured_curvature():
+    """Damping λ = 1: (A + λI) s = g gives s = (1, 1), sᵀ(A + λI)s = 5, the full step
+    √(2·0.01/5)·s is accepted at once with KL ½·3·0.004 = 0.006 and improvement gᵀ step = 5√0.004;
+    a float32 gradient is used in the parameters' float64."""
+    from metarl.meta_optimizers import TRPOMetaOptimizer
+
+    trpo = TRPOMetaOptimizer(
+        max_kl=0.01, cg_damping=1.0, fvp_method="double_backward", curvature="adapted"
+    )
+    problem, theta = _StubProblem(), _trpo_theta()
+    metrics = trpo.step(theta, {"w0": _StubProblem.G.float()}, problem)
+    step = math.sqrt(0.004)
+    expected = _StubProblem.THETA0 - step
+    torch.testing.assert_close(theta["w0"].detach(), expected, rtol=1e-12, atol=1e-12)
+    assert problem.fvp_calls == [("double_backward", "adapted")]
+    assert metrics.keys() == {"meta/kl", "trpo/accepted", "trpo/ls_steps", "trpo/improvement"}
+    assert math.isclose(metrics["meta/kl"], 0.006, rel_tol=1e-9)
+    assert math.isclose(metrics["trpo/improvement"], 5 * step, rel_tol=1e-9)
+    assert metrics["trpo/accepted"] == 1.0 and metrics["trpo/ls_steps"] == 1.0
+
+
+def test_trpo_rejects_every_candidate_with_default_settings_and_reports_it():
+    """KL 0.02 > max_kl (0.01, the config's default) everywhere: after ls_max_steps (15)
+    candidates the update is rejected, θ unchanged, KL reported 0."""
+    from metarl.config import TrainConfig
+    from metarl.meta_optimizers import TRPOMetaOptimizer
+
+    cfg = TrainConfig().trpo
+    assert (cfg.max_kl, cfg.ls_max_steps) == (0.01, 15)
+    problem, theta = _StubProblem(kls=[0.02] * 16), _trpo_theta()
+    metrics = TRPOMetaOptimizer().step(theta, {"w0": _StubProblem.G}, problem)
+    assert metrics == {"meta/kl": 0.0, "trpo/accepted": 0.0, "trpo/ls_steps": 15.0}
+    assert len(problem.kls) == 1  # 15 candidates asked
+    assert torch.equal(theta["w0"].detach(), _StubProblem.THETA0)
+    # a KL of exactly max_kl is inside the trust region
+    problem, theta = _StubProblem(kls=[0.01]), _trpo_theta()
+    metrics = TRPOMetaOptimizer().step(theta, {"w0": _StubProblem.G}, problem)
+    assert metrics["trpo/accepted"] == 1.0 and metrics["meta/kl"] == 0.01
+
+
+def test_trpo_returns_without_a_step_for_a_zero_gradient():
+    """g = 0: the CG direction is 0, sᵀFs = 0, no line search."""
+    from metarl.meta_optimizers import TRPOMetaOptimizer
+
+    problem, theta = _StubProblem(), _trpo_theta()
+    metrics = TRPOMetaOptimizer().step(theta, {"w0": torch.zeros(2, dtype=torch.float64)}, problem)
+    assert metrics == {"meta/kl": 0.0, "trpo/accepted": 0.0, "trpo/ls_steps": 0.0}
+    assert torch.equal(theta["w0"].detach(), _StubProblem.THETA0)
+
+
+@pytest.mark.parametrize(
+    ("losses", "why"),
+    [([None], "the first candidate blows up"), ([1.0 * 1.5 - 2.0], "the first does not improve")],
+)
+def test_trpo_line_search_goes_on_to_the_half_step(losses, why):
+    """loss_old = gᵀθ0 = -0.5: a first candidate that raises or has the same loss is passed
+    over; the second, at half the full step, is accepted."""
+    from metarl.meta_optimizers import TRPOMetaOptimizer
+
+    problem, theta = _StubProblem(losses=losses), _trpo_theta()
+    metrics = TRPOMetaOptimizer(cg_damping=1.0).step(theta, {"w0": _StubProblem.G}, problem)
+    assert metrics["trpo/accepted"] == 1.0 and metrics["trpo/ls_steps"] == 2.0, why
+    expected = _StubProblem.THETA0 - 0.5 * math.sqrt(0.004)
+    torch.testing.assert_close(theta["w0"].detach(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_conjugate_gradient_iterates_while_the_residual_is_not_below_tol():
+    """A = I, b = e₁: ‖b‖² = 1 = tol is not below tol, so one iteration solves x = b."""
+    from metarl.meta_optimizers import conjugate_gradient
+
+    b = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(conjugate_gradient(lambda v: v, b, iters=3, tol=1.0), b)
+
+
+def _sgd_params(dtype=torch.float32):
+    return {
+        "w0": torch.tensor([[1.0, -2.0]], dtype=dtype, requires_grad=True),
+        "log_std": torch.tensor([0.5], dtype=dtype, requires_grad=True),
+    }
+
+
+def test_sgd_clips_the_meta_gradient_norm_and_reports_the_effective_step_size():
+    """‖g‖ = 5 > clip 1: θ - β (1/5) g, meta/lr = β/5; after the step no gradient is held."""
+    from metarl.meta_optimizers import make_meta_optimizer
+
+    params = _sgd_params()
+    grad = {"w0": torch.tensor([[3.0, 0.0]]), "log_std": torch.tensor([4.0])}
+    opt = make_meta_optimizer("sgd", params, lr=0.1, grad_clip=1.0)
+    metrics = opt.step(params, grad, problem=None)
+    assert metrics.keys() == {"meta/lr"}
+    assert math.isclose(metrics["meta/lr"], 0.02, rel_tol=1e-6)
+    torch.testing.assert_close(params["w0"].detach(), torch.tensor([[1.0 - 0.06, -2.0]]))
+    torch.testing.assert_close(params["log_std"].detach(), torch.tensor([0.5 - 0.08]))
+    assert all(p.grad is None for p in params.values())
+
+
+def test_sgd_does_not_rescale_a_gradient_whose_norm_equals_the_clip():
+    """float32 ‖g‖ = float32(0.1) is not above clip 0.1: the step size stays exactly β."""
+    from metarl.meta_optimizers import TorchMetaOptimizer
+
+    params = {"w0": torch.tensor([[0.0]], requires_grad=True)}
+    metrics = TorchMetaOptimizer("sgd", params, lr=0.1, grad_clip=0.1).step(
+        params, {"w0": torch.tensor([[0.1]])}, problem=None
+    )
+    assert metrics["meta/lr"] == 0.1
+
+
+def test_sgd_default_step_size_set_lr_and_a_float64_gradient_for_float32_parameters():
+    from metarl.config import TrainConfig
+    from metarl.meta_optimizers import make_meta_optimizer
+
+    params = _sgd_params()
+    grad = {"w0": torch.tensor([[1.0, 2.0]], dtype=torch.float64), "log_std": torch.tensor([0.0])}
+    opt = make_meta_optimizer("sgd", params)  # β = 1e-3, the config's default
+    assert TrainConfig().outer.lr == 1e-3
+    assert opt.step(params, grad, problem=None) == {"meta/lr": 1e-3}
+    assert params["w0"].dtype == torch.float32
+    torch.testing.assert_close(params["w0"].detach(), torch.tensor([[0.999, -2.002]]))
+    opt.set_lr(0.5)
+    assert opt.step(params, grad, problem=None) == {"meta/lr": 0.5}
+    torch.testing.assert_close(params["w0"].detach(), torch.tensor([[0.499, -3.002]]))
+
+
+def test_adam_uses_its_betas_and_resumes_from_a_state_dict():
+    """Two Adam steps with β₁ = 0.5, β₂ = 0.9 and gradients g₁, g₂ by the bias-corrected
+    formulas; an optimizer that loads the state after step one makes the same second step."""
+    from metarl.meta_optimizers import TorchMetaOptimizer
+
+    d = torch.float64
+    g1 = {"w0": torch.tensor([[1.0, -2.0]], dtype=d), "log_std": torch.tensor([0.5], dtype=d)}
+    g2 = {"w0": torch.tensor([[-3.0, 1.0]], dtype=d), "log_std": torch.tensor([0.25], dtype=d)}
+    lr, b1, b2, eps = 0.1, 0.5, 0.9, 1e-8
+    params = _sgd_params(d)
+    start = {k: v.detach().clone() for k, v in params.items()}
+    opt = TorchMetaOptimizer("adam", params, lr=lr, betas=(b1, b2))
+    opt.step(params, g1, problem=None)
+    state = copy.deepcopy(opt.state_dict())  # as saved in a checkpoint, not the live tensors
+    resumed_params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    resumed = TorchMetaOptimizer("adam", resumed_params, lr=lr, betas=(b1, b2))
+    resumed.load_state_dict(state)
+    opt.step(params, g2, problem=None)
+    resumed.step(resumed_params, g2, problem=None)
+    for k in params:
+        m = b1 * (1 - b1) * g1[k] + (1 - b1) * g2[k]
+        v = b2 * (1 - b2) * g1[k] ** 2 + (1 - b2) * g2[k] ** 2
+        second = lr * (m / (1 - b1**2)) / ((v / (1 - b2**2)).sqrt() + eps)
+        expected = start[k] - lr * g1[k] / (g1[k].abs() + eps) - second
+        torch.testing.assert_close(params[k].detach(), expected, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(resumed_params[k].detach(), expected, rtol=1e-12, atol=1e-12)
+
+
+# sampler
+def test_episode_batch_defaults_to_per_step_weights_and_sums_returns_per_episode():
+    rewards = torch.tensor(
+        [[[1.0, 9.0, 9.0], [2.0, 3.0, 4.0]], [[-1.0, 9.0, 9.0], [0.5, 0.5, 0.5]]],
+        dtype=torch.float64,
+    )
+    batch = _adaptation_batch(rewards=rewards)
+    from metarl.sampler import EpisodeBatch
+
+    plain = EpisodeBatch(**{**batch.__dict__, "weights": None, "part_weights": {}})
+    torch.testing.assert_close(plain.weights, A_PER_STEP)
+    torch.testing.assert_close(
+        batch.episode_returns(), torch.tensor([[1.0, 9.0], [-1.0, 1.5]], dtype=torch.float64)
+    )
+
+
+def test_select_keeps_extras_weights_and_part_weights_of_the_chosen_tasks():
+    batch = _adaptation_batch({"kl": A_PER_STEP * torch.tensor([1.0, 2.0]).view(2, 1, 1)})
+    batch.weights = A_PER_EPISODE * torch.tensor([1.0, 3.0], dtype=torch.float64).view(2, 1, 1)
+    batch.extras = {"info": {"x": torch.ones(2, 2, 3)}}
+    one = batch.select([1])
+    assert one.extras == batch.extras and one.extras is not batch.extras
+    torch.testing.assert_close(one.weights, 3 * A_PER_EPISODE[:1])
+    torch.testing.assert_close(one.weights_for("kl"), 2 * A_PER_STEP[:1])
+    torch.testing.assert_close(one.weights_for("outer_loss"), 3 * A_PER_EPISODE[:1])
+
+
+def test_oracle_sampler_appends_the_goal_and_env_kwargs_set_the_action_bounds():
+    """Navigation2D: oracle observations are (x, y, goal_x, goal_y); the action bound keyword
+    reaches the action space the sampler clips to (float64 bounds)."""
+    import numpy as np
+
+    from metarl.sampler import Sampler
+
+    sampler = Sampler(
+        "metarl/Navigation2D-v0", 1, horizon=2, env_kwargs={"action_bound": 0.05}, oracle=True
+    )
+    assert (sampler.obs_dim, sampler.act_dim) == (4, 2)
+    assert sampler.action_high.dtype == np.float64
+    bound = float(np.float32(0.05))  # the Box is float32
+    np.testing.assert_array_equal(sampler.action_high, [bound, bound])
+    np.testing.assert_array_equal(sampler.action_low, [-bound, -bound])
+    policy = GaussianMLPPolicy(4, 2, hidden_sizes=(3,))
+    params = policy.init_params(torch.Generator().manual_seed(0))
+    tasks = [{"goal": [0.25, -0.5]}]
+    batch = sampler.sample(policy, params, tasks, seed=0)
+    sampler.close()
+    goal = batch.obs[0, 0, :, 2:]
+    torch.testing.assert_close(goal, torch.tensor([[0.25, -0.5]] * 2))
+    plain = Sampler("metarl/Navigation2D-v0", 1, horizon=2)
+    assert plain.obs_dim == 2
+    plain.close()
+
+
+def test_env_threads_reach_the_mujoco_rollout_pool():
+    from metarl.sampler import Sampler
+
+    sampler = Sampler("metarl/HalfCheetahVel-v0", 1, horizon=2, env_threads=3)
+    try:
+        assert sampler._env(1).nthread == 3
+    finally:
+        sampler.close()

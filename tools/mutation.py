@@ -156,14 +156,27 @@ def run(modules: list[str], workdir: Path, timeout_s: float | None) -> None:
         print(f"   {counts}, {data['seconds_per_mutant']} s per mutant", flush=True)
 
 
+CODE = {"killed": 1, "timeout": 36, "survived": 0, "no tests": 33}  # a status's exit code
+
+
 def rerun(module: str, workdir: Path, survivors_only: bool = False) -> None:
     """Run again, in the module's scratch, every mutant not killed (with ``survivors_only``, not
     those never checked), with the selected test files as they are now in the working tree
-    (mutmut maps new tests to functions incrementally)."""
+    (mutmut maps new tests to functions incrementally). Without a scratch (/tmp cleared), a new
+    one as ``run`` makes it, in which only those mutants run: the others keep their outcome
+    in raw/MODULE.json, which is valid only while the module's code is unchanged (same mutant
+    names, checked)."""
     scratch = workdir / module
-    meta = json.loads((scratch / "mutants" / "metarl" / f"{module}.py.meta").read_text())
+    meta_path = scratch / "mutants" / "metarl" / f"{module}.py.meta"
     skip = {"killed", "timeout", *(["not checked"] if survivors_only else [])}
-    names = [n for n, c in meta["exit_code_by_key"].items() if STATUS.get(c) not in skip]
+    seeded = None  # the scratch is gone (/tmp is cleared on reboot): outcomes from raw/
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        names = [n for n, c in meta["exit_code_by_key"].items() if STATUS.get(c) not in skip]
+    else:
+        seeded = json.loads((OUT / "raw" / f"{module}.json").read_text())["status"]
+        names = [n for n, s in seeded.items() if s not in skip]
+        _prepare(module, workdir)
     if survivors_only:  # an equivalent mutant survives again at the cost of all its tests
         equivalent = yaml.safe_load((OUT / "equivalent.yaml").read_text()) or {}
         names = [n for n in names if n not in equivalent]
@@ -176,6 +189,14 @@ def rerun(module: str, workdir: Path, survivors_only: bool = False) -> None:
         mutmut = Path(sys.executable).with_name("mutmut")
         cmd = [str(mutmut), "run", "--max-children", "1", *names]
         subprocess.run(cmd, cwd=scratch, env=env, stdout=subprocess.DEVNULL, check=False)
+    if seeded is not None:  # the other mutants keep the outcome of the run that made raw/
+        meta = json.loads(meta_path.read_text())
+        if set(meta["exit_code_by_key"]) != set(seeded):
+            raise SystemExit(f"metarl/{module}.py changed since raw/{module}.json: run it again")
+        for name, status in seeded.items():
+            if name not in names:
+                meta["exit_code_by_key"][name] = CODE.get(status)
+        meta_path.write_text(json.dumps(meta))
     previous = OUT / "raw" / f"{module}.json"
     seconds = json.loads(previous.read_text())["seconds"] if previous.exists() else 0.0
     data = _export(module, scratch, seconds)
