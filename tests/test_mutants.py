@@ -799,3 +799,107 @@ def test_env_threads_reach_the_mujoco_rollout_pool():
         assert sampler._env(1).nthread == 3
     finally:
         sampler.close()
+
+
+# meta_gradients
+def test_hessian_batches_have_the_requested_episode_count():
+    from metarl.meta_gradients import hessian_batches_for
+    from tests.test_meta_gradients import ADVANTAGE, make_setup
+
+    _, _, sampler, inner, _ = make_setup(algorithm="hfmaml")
+    ((batch, adv),) = hessian_batches_for(inner, sampler, ADVANTAGE, [31], False, 2)
+    assert batch.obs.shape[:2] == (3, 2) and adv.shape[:2] == (3, 2)  # the sampler's E is 3
+    sampler.close()
+
+
+def test_a_selected_maml_problem_keeps_the_inner_gradient_clipping():
+    """MAML with a clipped inner step (c = 1e-3, far below the gradient norms): the loss of the
+    problem restricted to task 1 is task 1's loss in the whole problem."""
+    import dataclasses
+
+    from metarl.meta_gradients import MetaProblem
+    from tests.test_meta_gradients import make_setup
+
+    _, params, sampler, inner, problem = make_setup(algorithm="maml")
+    sampler.close()
+    clipped = dataclasses.replace(inner, grad_clip=1e-3)
+    whole = MetaProblem("maml", clipped, problem.outer_batch, problem.outer_advantages, params)
+    unclipped = problem.task_losses(problem.adapted(params))
+    per_task = whole.task_losses(whole.adapted(params))
+    assert not torch.allclose(per_task, unclipped)
+    torch.testing.assert_close(whole.select([1]).loss(params), per_task[1])
+
+
+# meta_learner
+def _tiny_learner(**overrides):
+    from metarl.meta_learner import MetaLearner
+    from tests.test_meta_optimizers import tiny_config
+
+    overrides.setdefault("sampler", {"torch_threads": 1})
+    return MetaLearner(tiny_config(**overrides), dtype=torch.float64)
+
+
+def test_meta_learner_metrics_add_up_and_match_the_update():
+    """SGD with β = 0.5: the step is β·‖ḡ‖; the four time parts sum to the iteration's time;
+    the env-step rate is env_steps over the sampling time; two inner steps report the return
+    after step 1 and the mean inner-gradient norm."""
+    learner = _tiny_learner(
+        algorithm="fomaml", meta_optimizer="sgd", outer={"lr": 0.5}, inner={"steps": 2}
+    )
+    theta = {k: v.detach().clone() for k, v in learner.params.items()}
+    m = learner.step()
+    from metarl.policies import flatten_params
+
+    new = flatten_params({k: v.detach() for k, v in learner.params.items()})
+    step = float((new - flatten_params(theta)).norm())
+    assert math.isclose(m["meta/step_size"], step, rel_tol=1e-12)
+    assert math.isclose(m["meta/step_size"], 0.5 * m["meta/grad_norm"], rel_tol=1e-9)
+    assert m["meta/lr"] == 0.5 and m["meta/kl"] > 0.0
+    parts = ("time/sampling", "time/adaptation", "time/meta_gradient", "time/meta_update")
+    assert all(m[p] > 0.0 for p in parts)
+    assert math.isclose(sum(m[p] for p in parts), m["time/iteration"], rel_tol=1e-9)
+    assert math.isclose(m["perf/env_steps_per_s"] * m["time/sampling"], m["env_steps"])
+    assert 0 < m["env_steps"] <= 3 * 2 * 10 * 3  # 3 tasks × 2 episodes × 10 steps × 3 batches
+    assert "returns/step_1" in m and "returns/step_2" not in m
+    assert m["inner/grad_norm"] > 0.0 and m["meta/grad_variance"] > 0.0
+    learner.close()
+
+
+def test_meta_learner_resumes_from_its_state_dict_bit_for_bit():
+    """One learner runs two iterations; another runs one, a third loads its state (as saved,
+    deep-copied) and runs the second: the same parameters and metrics as the uninterrupted one
+    (Adam, so the optimizer state matters)."""
+    kwargs = {"algorithm": "fomaml", "meta_optimizer": "adam", "outer": {"lr": 0.05}}
+    whole = _tiny_learner(**kwargs)
+    whole.step()
+    expected = whole.step()
+    first = _tiny_learner(**kwargs)
+    first.step()
+    state = copy.deepcopy(first.state_dict())
+    first.close()
+    resumed = _tiny_learner(**kwargs)
+    resumed.load_state_dict(state)
+    assert resumed.iteration == 1
+    got = resumed.step()
+    for k, v in whole.params.items():
+        assert torch.equal(resumed.params[k], v), k
+    for key in ("returns/post_adaptation", "meta/grad_norm", "meta/step_size"):
+        assert got[key] == expected[key], key
+    whole.close()
+    resumed.close()
+
+
+def test_torch_thread_count_prefers_the_config_then_omp_num_threads(monkeypatch):
+    import os
+
+    from metarl.meta_learner import torch_thread_count
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert torch_thread_count(5) == 5
+    assert torch_thread_count(None) == 3
+    cores = len(os.sched_getaffinity(0))
+    for unusable in ("0", "x", " "):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert torch_thread_count(None) == max(1, cores)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert torch_thread_count(None) == max(1, cores)
