@@ -47,6 +47,10 @@ default disk ``‖Δ‖ < 0.01``), run dirs ``runs/maml-box-trpo-seed<N>``, into
 ``--ablation curvature``: MAML with TRPO's curvature taken as the adapted policy's Fisher
 (``trpo.curvature=adapted``, about half the cost of an iteration) in place of the exact
 Jᵀ F J, run dirs ``runs/maml-adapted-trpo-seed<N>``, into ``results/navigation2d/curvature/``.
+``--ablation fvp_tasks``: MAML with TRPO's Fisher-vector products on a quarter of the meta-batch's
+tasks (``trpo.fvp_tasks=0.25``, exact Jᵀ F J on those tasks; the line search still on all, about
+0.45× the cost of an iteration), run dirs ``runs/maml-fvp0.25-trpo-seed<N>``, into
+``results/navigation2d/fvp_tasks/``.
 All cost like MAML or less.
 
 ``--ablation averaging_<part>`` (``<part>`` one of ``inner_loss``, ``outer_loss``, ``kl``,
@@ -146,6 +150,13 @@ STUDY = Study(
             algorithm="maml",
             overrides={"trpo.curvature": "adapted"},
             run_name="maml-adapted-{meta_optimizer}-seed{seed}",
+            compare_with=("maml",),
+        ),
+        Ablation(
+            name="fvp_tasks",
+            algorithm="maml",
+            overrides={"trpo.fvp_tasks": 0.25},
+            run_name="maml-fvp0.25-{meta_optimizer}-seed{seed}",
             compare_with=("maml",),
         ),
         # per_step in one average at a time; "maml-per_step" names the averaging ablation's runs
