@@ -75,6 +75,19 @@ def _git(*args: str) -> bytes:
     return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True).stdout
 
 
+def _set_timeout_multiplier(scratch: Path, multiplier: float | None) -> None:
+    """mutmut stops a mutant's tests after (estimated seconds + 1) × multiplier of wall time
+    (default 15): on cores shared with other work a test that only waits for the CPU times out,
+    and a timeout counts as detected; a larger multiplier makes the verdict a real one."""
+    if multiplier is None:
+        return
+    cfg = configparser.ConfigParser()
+    cfg.read(scratch / "setup.cfg")
+    cfg["mutmut"]["timeout_multiplier"] = str(float(multiplier))
+    with open(scratch / "setup.cfg", "w") as f:
+        cfg.write(f)
+
+
 def _prepare(module: str, workdir: Path) -> Path:
     """The committed tree (HEAD, without results/) plus untracked files under tests/: mutation
     measures committed code, not someone's edit in progress; a new test file counts at once."""
@@ -131,11 +144,17 @@ def _export(module: str, scratch: Path, seconds: float) -> dict:
     return data
 
 
-def run(modules: list[str], workdir: Path, timeout_s: float | None) -> None:
+def run(
+    modules: list[str],
+    workdir: Path,
+    timeout_s: float | None,
+    timeout_multiplier: float | None = None,
+) -> None:
     mutmut = Path(sys.executable).with_name("mutmut")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for module in modules:
         scratch = _prepare(module, workdir)
+        _set_timeout_multiplier(scratch, timeout_multiplier)
         print(f"== {module}: mutmut in {scratch}", flush=True)
         start = time.monotonic()
         try:
@@ -159,7 +178,13 @@ def run(modules: list[str], workdir: Path, timeout_s: float | None) -> None:
 CODE = {"killed": 1, "timeout": 36, "survived": 0, "no tests": 33}  # a status's exit code
 
 
-def rerun(module: str, workdir: Path, survivors_only: bool = False) -> None:
+def rerun(
+    module: str,
+    workdir: Path,
+    survivors_only: bool = False,
+    timeouts: bool = False,
+    timeout_multiplier: float | None = None,
+) -> None:
     """Run again, in the module's scratch, every mutant not killed (with ``survivors_only``, not
     those never checked), with the selected test files as they are now in the working tree
     (mutmut maps new tests to functions incrementally). Without a scratch (/tmp cleared), a new
@@ -168,7 +193,8 @@ def rerun(module: str, workdir: Path, survivors_only: bool = False) -> None:
     names, checked)."""
     scratch = workdir / module
     meta_path = scratch / "mutants" / "metarl" / f"{module}.py.meta"
-    skip = {"killed", "timeout", *(["not checked"] if survivors_only else [])}
+    skip = {"killed", *([] if timeouts else ["timeout"])}
+    skip |= {"not checked"} if survivors_only else set()
     seeded = None  # the scratch is gone (/tmp is cleared on reboot): outcomes from raw/
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -182,6 +208,7 @@ def rerun(module: str, workdir: Path, survivors_only: bool = False) -> None:
         names = [n for n in names if n not in equivalent]
     for name in (*TESTS[module], *ALWAYS, "tests/mutmut_order.py"):
         shutil.copy2(ROOT / name, scratch / name)
+    _set_timeout_multiplier(scratch, timeout_multiplier)
     print(f"== {module}: {len(names)} mutants again in {scratch}", flush=True)
     start = time.monotonic()
     if names:
@@ -211,6 +238,12 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("modules", nargs="*", help=f"default, in this order: {' '.join(PRIORITY)}")
     p_run.add_argument("--workdir", type=Path, default=Path("/tmp/metarl-mutation"))
     p_run.add_argument("--timeout-s", type=float, default=None, help="per module")
+    p_run.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=None,
+        help="mutmut's wall-time limit per mutant in units of its tests' time (default 15)",
+    )
     p_exp = sub.add_parser("export", help="write raw/MODULE.json from a (partial) run's scratch")
     p_exp.add_argument("modules", nargs="+")
     p_exp.add_argument("--workdir", type=Path, default=Path("/tmp/metarl-mutation"))
@@ -222,6 +255,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only survivors not listed in equivalent.yaml (not the unchecked ones)",
     )
+    p_re.add_argument("--timeouts", action="store_true", help="also the mutants that timed out")
+    p_re.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=None,
+        help="mutmut's wall-time limit per mutant in units of its tests' time (default 15)",
+    )
     p_re.add_argument("--workdir", type=Path, default=Path("/tmp/metarl-mutation"))
     sub.add_parser("report", help="write results/mutation/report.md from raw/ and equivalent.yaml")
     args = parser.parse_args(argv)
@@ -229,10 +269,16 @@ def main(argv: list[str] | None = None) -> None:
         unknown = sorted(set(args.modules) - set(PRIORITY))
         if unknown:
             parser.error(f"unknown modules {unknown}: choose from {' '.join(PRIORITY)}")
-        run(args.modules or list(PRIORITY), args.workdir, args.timeout_s)
+        run(args.modules or list(PRIORITY), args.workdir, args.timeout_s, args.timeout_multiplier)
     elif args.command == "rerun":
         for module in args.modules:
-            rerun(module, args.workdir, args.survivors_only)
+            rerun(
+                module,
+                args.workdir,
+                args.survivors_only,
+                args.timeouts,
+                args.timeout_multiplier,
+            )
     elif args.command == "export":
         for module in args.modules:
             _export(module, args.workdir / module, args.seconds)
