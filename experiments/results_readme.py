@@ -326,10 +326,74 @@ def _many_goals() -> str:
     cells = ", ".join(f"{_fmt(k0)} → {_fmt(k1)} ({name})" for name, k0, k1, _ in found)
     return (
         f" On 400 other held-out goals (`metarl evaluate --tasks 400 --steps 1 --seed "
-        f"{found[0][3]} --out results/navigation2d/held_out_400/RUN`): {cells}; the 40 goals "
-        "of the standard protocol are a harder draw than average, so 40-goal numbers differ "
-        "by about a point with the draw."
+        f"{found[0][3]} --out results/navigation2d/held_out_400/RUN`): {cells}."
     )
+
+
+def _npz_returns(path: Path) -> tuple[float, float, float, list[float]] | None:
+    """pytorch-maml-rl ``test.py`` output: (mean return before, after one step, s.e.m. of the
+    per-goal means after, per-40-goal-batch means after), or None if absent."""
+    if not path.is_file():
+        return None
+    import numpy as np
+
+    data = np.load(path)
+    after = data["valid_returns"].mean(axis=1)
+    batches = [float(after[i : i + 40].mean()) for i in range(0, len(after), 40)]
+    sem = float(after.std() / math.sqrt(len(after)))
+    return float(data["train_returns"].mean()), float(after.mean()), sem, batches
+
+
+def _reference_implementation_finding() -> list[str]:
+    """pytorch-maml-rl's trained policy on metarl's held-out goals and on its own
+    (``results/navigation2d/pytorch_maml_rl/seed<N>/``, docs/reference-comparison.md)."""
+    base = RESULTS / "navigation2d" / "pytorch_maml_rl" / "seed1"
+    same = _load(base / "eval" / "adaptation.json")
+    wide = _load(base / "eval_400" / "adaptation.json")
+    own40 = _npz_returns(base / "reference_test_seed1_40goals.npz")
+    own400 = _npz_returns(base / "reference_test_seed2_400goals.npz")
+    if same is None or wide is None or own40 is None or own400 is None:
+        return []
+    ours = {}
+    for path in sorted((RESULTS / "navigation2d" / "held_out_400").glob("maml-box-*/*.json")):
+        ours[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))["steps"][1]["mean"]
+    ours_text = ""
+    found = _maml_against("termination", "env.kwargs.success_region", "box")
+    if ours and found is not None:
+        summary, (label, group), _ = found
+        ours_text = (
+            f" metarl's MAML with the same box (`--ablation termination`): "
+            f"{_held_out(summary, label)} on those 40 goals ({_seeds(group['n_seeds'])}), on "
+            "the 400 goals "
+            + ", ".join(_fmt(v) for v in ours.values())
+            + f" (mean {_fmt(sum(ours.values()) / len(ours))})."
+        )
+    return [
+        "- **Against pytorch-maml-rl on the same goals** (its `2d-navigation.yaml`, 500 "
+        "iterations, seed 1, trained on this machine; its policy evaluated with metarl's "
+        "protocol by `experiments/reference_policy.py`, see docs/reference-comparison.md, "
+        "[run](navigation2d/pytorch_maml_rl/seed1)): on metarl's 40 held-out goals (box "
+        f"termination, protocol {same['protocol']}) {_fmt(same['steps'][0]['mean'])} → "
+        f"{_fmt(same['steps'][1]['mean'])}, on 400 goals {_fmt(wide['steps'][0]['mean'])} → "
+        f"{_fmt(wide['steps'][1]['mean'])};"
+        + ours_text
+        + " pytorch-maml-rl's own `test.py` on its own goals: 40 goals (`--seed 1`) "
+        f"{_fmt(own40[0])} → {_fmt(own40[1])} (s.e.m. {own40[2]:.1f}); 400 goals "
+        f"(`--seed 2 --num-batches 10`) "
+        f"{_fmt(own400[0])} → {_fmt(own400[1])} (s.e.m. {own400[2]:.1f}), its ten 40-goal "
+        f"batches from {_fmt(min(own400[3]))} to {_fmt(max(own400[3]))}."
+        + (
+            f" Its 40-goal {_fmt(own40[1])} beats every 40-goal batch of the 400: a favourable "
+            "draw of goals, not a better policy."
+            if own40[1] > max(own400[3])
+            else ""
+        )
+        + (
+            " Neither implementation's MAML reaches −12 on 400 goals."
+            if max([own400[1], wide["steps"][1]["mean"], *ours.values()]) < -12
+            else ""
+        )
+    ]
 
 
 def _averaging_finding() -> list[str]:
@@ -495,6 +559,7 @@ def navigation_findings() -> list[str]:
         f"{_fmt(abs(REFERENCE_IMPLEMENTATION[1] - maml_k[1]))} ahead after one step. Largest "
         f"fall of the training return over the last 100 iterations below each seed's best "
         f"20-iteration mean: {decay}." + _many_goals(),
+        *_reference_implementation_finding(),
         "- **The three algorithms at these defaults** (held-out return after one step, 95% CI "
         "across seeds; final training post-adaptation return, IQM): "
         + "; ".join(
