@@ -61,7 +61,14 @@ def test_tiny_bench_writes_json_markdown_and_plots(tiny_bench):
         assert math.isfinite(sub["over_full"]) and math.isfinite(sub["meta_update_over_full"])
     sub = data["end_to_end"]["navigation2d"]["fvp_subsample"]
     assert sub["fvp_tasks"] == 0.25 and sub["tasks_used"] == 1  # ⌈0.25 · 2⌉ tasks
-    assert "fvp_subsample" not in data["end_to_end"]["half_cheetah_vel"]
+    cheetah_sub = data["end_to_end"]["half_cheetah_vel"]["fvp_subsample"]
+    assert cheetah_sub["fvp_tasks"] == 0.25 and set(cheetah_sub["algorithms"]) == set(ALGORITHMS)
+    for algorithm in ALGORITHMS:
+        key = f"end_to_end/half_cheetah_vel/iteration_over_sampling_fvp_subsample/{algorithm}"
+        assert ratios[key] > 0
+    texts = [t["target"] for t in data["targets"]]
+    assert sum("HalfCheetahVel" in t and "trpo.fvp_tasks=0.25" in t for t in texts) == 3
+    assert sum("Navigation2D" in t and "trpo.fvp_tasks=0.25" in t for t in texts) == 2
     widths = data["scaling"]["widths"]
     assert [w["width"] for w in widths] == [8, 16]
     assert widths[0]["num_params"] < widths[1]["num_params"]

@@ -1,8 +1,8 @@
 """Section d of ``metarl bench``: wall-clock of whole meta-iterations and where it goes.
 
 ``MetaLearner.step`` (TRPO) of the Navigation2D and HalfCheetahVel configs per algorithm, and the
-fraction of each iteration spent in sampling / adaptation / meta-gradient / meta-update. For
-Navigation2D each algorithm is also run with ``trpo.fvp_tasks`` < 1 (TRPO's Fisher-vector
+fraction of each iteration spent in sampling / adaptation / meta-gradient / meta-update. On
+both environments each algorithm is also run with ``trpo.fvp_tasks`` < 1 (TRPO's Fisher-vector
 products on a fraction of the tasks), interleaved with the default runs, under
 ``fvp_subsample``, and MAML with ``trpo.curvature=adapted`` (the adapted policy's Fisher in
 place of Jᵀ F J) on both environments under ``curvature_adapted``. Every learner uses all usable
@@ -41,12 +41,10 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
     threads = max(1, len(os.sched_getaffinity(0)))
     for name, filename, overrides, iterations in setups:
         base = [*overrides, f"sampler.torch_threads={threads}"]
-        variants = {FULL: (base, ALGORITHMS)}
-        if name == "navigation2d":
-            variants[SUBSAMPLED] = (
-                [*base, f"trpo.fvp_tasks={sizes.e2e_nav_fvp_tasks}"],
-                ALGORITHMS,
-            )
+        variants = {
+            FULL: (base, ALGORITHMS),
+            SUBSAMPLED: ([*base, f"trpo.fvp_tasks={sizes.e2e_fvp_tasks}"], ALGORITHMS),
+        }
         variants[ADAPTED] = ([*base, "trpo.curvature=adapted"], ("maml",))
         learners = {
             (a, v): MetaLearner(load_config(CONFIG_DIR / filename, [f"algorithm={a}", *extra]))
@@ -59,11 +57,7 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
         warmup = sizes.e2e_nav_warmup if name == "navigation2d" else 0
         log(
             f"d. end to end: {name}, {warmup} warm-up + {iterations} timed iterations"
-            + (
-                f", trpo.fvp_tasks 1 and {sizes.e2e_nav_fvp_tasks}"
-                if SUBSAMPLED in variants
-                else ""
-            )
+            + f", trpo.fvp_tasks 1 and {sizes.e2e_fvp_tasks}"
         )
         records: dict[tuple[str, str], list[dict[str, float]]] = {key: [] for key in learners}
         try:
@@ -109,10 +103,9 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
                 )
                 entries[a] = entry
             out[name][variant] = {"algorithms": entries}
-        if SUBSAMPLED in variants:
-            fraction = sizes.e2e_nav_fvp_tasks
-            out[name][SUBSAMPLED]["fvp_tasks"] = fraction
-            out[name][SUBSAMPLED]["tasks_used"] = fvp_task_count(fraction, c["tasks_per_batch"])
+        fraction = sizes.e2e_fvp_tasks
+        out[name][SUBSAMPLED]["fvp_tasks"] = fraction
+        out[name][SUBSAMPLED]["tasks_used"] = fvp_task_count(fraction, c["tasks_per_batch"])
     return out
 
 

@@ -28,7 +28,7 @@ class Sizes:
     e2e_nav_iterations: int
     e2e_cheetah_iterations: int
     e2e_nav_warmup: int
-    e2e_nav_fvp_tasks: float  # Navigation2D TRPO also timed with this trpo.fvp_tasks
+    e2e_fvp_tasks: float  # TRPO also timed with this trpo.fvp_tasks (both environments)
     hessian_widths: tuple[int, ...]  # section e: MAML with the inner Hessian formed explicitly
 
 
@@ -52,7 +52,7 @@ FULL = Sizes(
     e2e_nav_iterations=4,
     e2e_cheetah_iterations=2,
     e2e_nav_warmup=1,
-    e2e_nav_fvp_tasks=0.25,
+    e2e_fvp_tasks=0.25,
     hessian_widths=(16, 32, 48),
 )
 QUICK = replace(
@@ -89,7 +89,7 @@ TINY = Sizes(  # a smoke test: seconds
     e2e_nav_iterations=1,
     e2e_cheetah_iterations=1,
     e2e_nav_warmup=0,
-    e2e_nav_fvp_tasks=0.25,
+    e2e_fvp_tasks=0.25,
     hessian_widths=(8, 16),
 )
 
