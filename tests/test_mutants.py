@@ -903,3 +903,76 @@ def test_torch_thread_count_prefers_the_config_then_omp_num_threads(monkeypatch)
         assert torch_thread_count(None) == max(1, cores)
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert torch_thread_count(None) == max(1, cores)
+
+
+def test_closed_form_maml_fisher_with_inner_gradient_clipping_equals_double_backward():
+    """One clipped inner step (c = half the smallest inner-gradient norm, so every task is
+    clipped): the closed-form J_iᵀ F_i J_i with J_i = I - α s_i H_i equals the double backward
+    through the clipped re-adaptation, and differs from the unclipped product."""
+    import dataclasses
+
+    from metarl.meta_gradients import MetaProblem
+    from metarl.policies import flatten_params
+    from tests.test_meta_gradients import make_setup
+
+    _, params, sampler, inner, problem = make_setup(algorithm="maml")
+    sampler.close()
+    clip = 0.5 * float(inner.inner_norms[0].min())
+    clipped = dataclasses.replace(inner, grad_clip=clip)
+    p = MetaProblem("maml", clipped, problem.outer_batch, problem.outer_advantages, params)
+    v = torch.randn(
+        flatten_params(params).numel(),
+        generator=torch.Generator().manual_seed(0),
+        dtype=torch.float64,
+    )
+    closed = p.fisher_vector_product(params, "closed_form")(v)
+    reference = p.fisher_vector_product(params, "double_backward")(v)
+    torch.testing.assert_close(closed, reference, rtol=1e-8, atol=1e-12)
+    assert not torch.allclose(closed, problem.fisher_vector_product(params, "closed_form")(v))
+
+
+def test_sampler_from_config_takes_the_env_threads_and_the_oracle_algorithm():
+    from metarl.config import config_from_dict
+    from metarl.sampler import Sampler
+
+    cfg = config_from_dict(
+        {"env": {"id": "metarl/HalfCheetahVel-v0", "horizon": 2}, "sampler": {"env_threads": 3}}
+    )
+    sampler = Sampler.from_config(cfg)
+    try:
+        assert sampler._env(1).nthread == 3
+    finally:
+        sampler.close()
+    oracle = config_from_dict({"algorithm": "oracle", "env": {"horizon": 2}})
+    for episodes, expected in ((None, 20), (3, 3)):  # the config's 20, or the override
+        sampler = Sampler.from_config(oracle, episodes_per_task=episodes)
+        assert sampler.episodes_per_task == expected
+        sampler.close()
+    for override, obs_dim in ((None, 4), (False, 2)):  # position and goal, or position
+        sampler = Sampler.from_config(oracle, oracle=override)
+        assert sampler.obs_dim == obs_dim
+        sampler.close()
+
+
+def test_meta_learner_draws_tasks_then_seeds_from_its_generator():
+    """HF-MAML with one inner step: the tasks, then 2k + 1 = 3 seeds from the run's numpy
+    Generator (seed 0), replayed independently: D_in with seeds[0], D_o with seeds[1], D_h with
+    seeds[2] and ``hfmaml.hessian_episodes`` episodes per task."""
+    import numpy as np
+
+    learner = _tiny_learner(algorithm="hfmaml", hfmaml={"hessian_episodes": 1})
+    calls = []
+    sample = learner.sampler.sample
+
+    def recording(policy, params, tasks, seed, episodes_per_task=None, **kwargs):
+        calls.append((seed, episodes_per_task, [t["goal"] for t in tasks]))
+        return sample(policy, params, tasks, seed, episodes_per_task, **kwargs)
+
+    learner.sampler.sample = recording
+    rng = np.random.default_rng(0)
+    tasks = learner.sampler.sample_tasks(3, rng)
+    seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=3)]
+    learner.step()
+    learner.close()
+    goals = [t["goal"] for t in tasks]
+    assert calls == [(seeds[0], None, goals), (seeds[1], None, goals), (seeds[2], 1, goals)]
