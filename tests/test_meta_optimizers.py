@@ -331,16 +331,17 @@ def test_trpo_line_search_rejects_candidates_that_blow_up(monkeypatch):
     from metarl.meta_gradients import meta_gradient
 
     grad = meta_gradient("fomaml", problem, params).mean()
-    original = problem.loss
+    original = problem.loss_and_kl
     calls = []
 
-    def loss(theta, create_graph=False):
+    def loss_and_kl(theta):  # what the line search evaluates for each candidate
         calls.append(1)
-        if len(calls) == 2:  # the first candidate (call 1 is the loss at θ_old)
+        if len(calls) == 1:  # the first (full) candidate
             raise FloatingPointError("inner gradient is not finite")
-        return original(theta, create_graph)
+        return original(theta)
 
-    monkeypatch.setattr(problem, "loss", loss)
+    monkeypatch.setattr(problem, "loss_and_kl", loss_and_kl)
     theta = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     metrics = TRPOMetaOptimizer(max_kl=1e-3).step(theta, grad, problem)
+    assert len(calls) >= 2  # the failing candidate was evaluated, then a shorter one
     assert metrics["trpo/accepted"] == 1.0 and metrics["trpo/ls_steps"] >= 2.0
