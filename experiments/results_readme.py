@@ -587,6 +587,17 @@ def navigation_findings() -> list[str]:
             "It changes learning, so it stays opt-in: `trpo.curvature: exact` is the default.",
             default="exact",
         ),
+        "- **Fisher on a quarter of the tasks.** "
+        + _versus(
+            "fvp_tasks",
+            "trpo.fvp_tasks",
+            0.25,
+            "MAML with TRPO's Fisher-vector products on 5 of the 20 tasks "
+            "(`trpo.fvp_tasks=0.25`, exact Jᵀ F J on those)",
+            "fvp_tasks",
+            "It changes learning, so it stays opt-in: `trpo.fvp_tasks: 1.0` is the default.",
+            default=1.0,
+        ),
         f"- **Cost.** Per run MAML took {_fmt(_wall(t['maml']) / 60)} min, FO-MAML "
         f"{_fmt(_wall(t['fomaml']) / 60)} and HF-MAML {_fmt(_wall(t['hfmaml']) / 60)} (shared "
         "2-core machine shared by up to six processes, so these are upper bounds; "
