@@ -231,6 +231,15 @@ def rerun(
     previous.write_text(json.dumps(data, indent=1, ensure_ascii=False))
 
 
+def _add_timeout_multiplier(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=None,
+        help="mutmut's wall-time limit per mutant in units of its tests' time (default 15)",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -238,12 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("modules", nargs="*", help=f"default, in this order: {' '.join(PRIORITY)}")
     p_run.add_argument("--workdir", type=Path, default=Path("/tmp/metarl-mutation"))
     p_run.add_argument("--timeout-s", type=float, default=None, help="per module")
-    p_run.add_argument(
-        "--timeout-multiplier",
-        type=float,
-        default=None,
-        help="mutmut's wall-time limit per mutant in units of its tests' time (default 15)",
-    )
+    _add_timeout_multiplier(p_run)
     p_exp = sub.add_parser("export", help="write raw/MODULE.json from a (partial) run's scratch")
     p_exp.add_argument("modules", nargs="+")
     p_exp.add_argument("--workdir", type=Path, default=Path("/tmp/metarl-mutation"))
@@ -256,12 +260,7 @@ def main(argv: list[str] | None = None) -> None:
         help="only survivors not listed in equivalent.yaml (not the unchecked ones)",
     )
     p_re.add_argument("--timeouts", action="store_true", help="also the mutants that timed out")
-    p_re.add_argument(
-        "--timeout-multiplier",
-        type=float,
-        default=None,
-        help="mutmut's wall-time limit per mutant in units of its tests' time (default 15)",
-    )
+    _add_timeout_multiplier(p_re)
     p_re.add_argument("--workdir", type=Path, default=Path("/tmp/metarl-mutation"))
     sub.add_parser("report", help="write results/mutation/report.md from raw/ and equivalent.yaml")
     args = parser.parse_args(argv)
