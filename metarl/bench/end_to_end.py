@@ -44,8 +44,8 @@ def bench_end_to_end(sizes: Sizes) -> dict[str, Any]:
         variants = {
             FULL: (base, ALGORITHMS),
             SUBSAMPLED: ([*base, f"trpo.fvp_tasks={sizes.e2e_fvp_tasks}"], ALGORITHMS),
+            ADAPTED: ([*base, "trpo.curvature=adapted"], ("maml",)),
         }
-        variants[ADAPTED] = ([*base, "trpo.curvature=adapted"], ("maml",))
         learners = {
             (a, v): MetaLearner(load_config(CONFIG_DIR / filename, [f"algorithm={a}", *extra]))
             for v, (extra, algorithms) in variants.items()
