@@ -144,13 +144,21 @@ def _export(module: str, scratch: Path, seconds: float) -> dict:
     return data
 
 
+def _mutmut() -> Path:
+    """mutmut next to this interpreter (make mutation installs it into .venv)."""
+    mutmut = Path(sys.executable).with_name("mutmut")
+    if not mutmut.exists():
+        raise SystemExit(f"{mutmut} not found: run `make mutation` or pip install mutmut==3.8.1")
+    return mutmut
+
+
 def run(
     modules: list[str],
     workdir: Path,
     timeout_s: float | None,
     timeout_multiplier: float | None = None,
 ) -> None:
-    mutmut = Path(sys.executable).with_name("mutmut")
+    mutmut = _mutmut()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for module in modules:
         scratch = _prepare(module, workdir)
@@ -213,7 +221,7 @@ def rerun(
     start = time.monotonic()
     if names:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        mutmut = Path(sys.executable).with_name("mutmut")
+        mutmut = _mutmut()
         cmd = [str(mutmut), "run", "--max-children", "1", *names]
         subprocess.run(cmd, cwd=scratch, env=env, stdout=subprocess.DEVNULL, check=False)
     if seeded is not None:  # the other mutants keep the outcome of the run that made raw/
