@@ -396,6 +396,59 @@ def _reference_implementation_finding() -> list[str]:
     ]
 
 
+def _by_distance_finding() -> list[str]:
+    """Where the one-step return is lost, by the goal's distance from the start
+    (``results/navigation2d/held_out_400/by_distance.json``, from
+    experiments/held_out_by_distance.py)."""
+    rows = _load(RESULTS / "navigation2d" / "held_out_400" / "by_distance.json")
+    if not rows:
+        return []
+    ours = [r for r in rows if not r["run"].startswith("pytorch-maml-rl")]
+    theirs = [r for r in rows if r["run"].startswith("pytorch-maml-rl")]
+
+    def mean(rs: list[dict[str, Any]], i: int, key: str) -> float:
+        return sum(r["groups"][i][key] for r in rs) / len(rs)
+
+    groups = rows[0]["groups"]
+    near = [i for i, g in enumerate(groups) if g["to"] <= 0.2 + 1e-9]
+    worse = [
+        i for i in near if all(r["groups"][i]["after"] < r["groups"][i]["before"] for r in rows)
+    ]
+    far = len(groups) - 1
+    if not ours or not near:
+        return []
+    cells = "; ".join(
+        f"‖g‖ {groups[i]['from']:.1f}–{groups[i]['to']:.1f} ({groups[i]['goals']} goals) "
+        f"{_fmt(mean(ours, i, 'before'))} → {_fmt(mean(ours, i, 'after'))}"
+        + (
+            f" (pytorch-maml-rl {_fmt(mean(theirs, i, 'before'))} → "
+            f"{_fmt(mean(theirs, i, 'after'))})"
+            if theirs
+            else ""
+        )
+        for i in near
+    )
+    near_share = sum(mean(ours, i, "share") for i in near)
+    best = max(range(len(groups)), key=lambda i: mean(ours, i, "after"))
+    return [
+        "- **Where the one-step return is lost** (the 400-goal evaluations by the goal's "
+        "distance from the start, [table](navigation2d/held_out_400/by_distance.md), "
+        f"mean over the {len(ours)} metarl MAML runs): {cells}"
+        + (
+            ": one step makes the goals near the start *worse* than no step, in every run "
+            "including pytorch-maml-rl's."
+            if len(worse) == len(near)
+            else "."
+        )
+        + f" These {sum(groups[i]['goals'] for i in near)} goals cost "
+        f"{_fmt(-near_share)} of the overall mean, the corner goals beyond "
+        f"{groups[far]['from']:.1f} ({groups[far]['goals']} goals, "
+        f"{_fmt(mean(ours, far, 'before'))} → {_fmt(mean(ours, far, 'after'))}) "
+        f"{_fmt(-mean(ours, far, 'share'))}; the best served, ‖g‖ {groups[best]['from']:.1f}–"
+        f"{groups[best]['to']:.1f}, reach {_fmt(mean(ours, best, 'after'))} after one step."
+    ]
+
+
 def _averaging_finding() -> list[str]:
     summary = _load(RESULTS / "navigation2d" / "averaging" / "summary.json")
     if summary is None:
@@ -560,6 +613,7 @@ def navigation_findings() -> list[str]:
         f"fall of the training return over the last 100 iterations below each seed's best "
         f"20-iteration mean: {decay}." + _many_goals(),
         *_reference_implementation_finding(),
+        *_by_distance_finding(),
         "- **The three algorithms at these defaults** (held-out return after one step, 95% CI "
         "across seeds; final training post-adaptation return, IQM): "
         + "; ".join(

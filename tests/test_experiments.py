@@ -329,3 +329,33 @@ def test_paper_timing_half_cheetah_study_dry_runs(tmp_path, capsys):
     assert "iterations=500" in printed and "tasks_per_batch" not in printed  # config's 40 × 20
     assert module.STUDY.full.evaluate["protocol"] == "paper"
     assert "Budget" in module.__doc__ and "wall-clock" in module.__doc__.lower()
+
+
+def test_held_out_by_distance_groups_goals_by_their_distance(tmp_path):
+    """Four goals at distances 0.05, 0.15, 0.15 and 0.6: per group the means before and after
+    one step, and shares of the mean after one step that add up to it."""
+    by_distance = _script("held_out_by_distance")
+    goals = [[0.05, 0.0], [0.0, -0.15], [0.09, 0.12], [0.36, 0.48]]
+    path = tmp_path / "run" / "adaptation.json"
+    path.parent.mkdir()
+    path.write_text(
+        json.dumps(
+            {
+                "tasks": [{"goal": g} for g in goals],
+                "steps": [
+                    {"per_task": [-4.0, -10.0, -20.0, -60.0]},
+                    {"per_task": [-8.0, -30.0, -10.0, -12.0]},
+                ],
+            }
+        )
+    )
+    row = by_distance.by_distance(path, edges=(0.0, 0.1, 0.2, 0.5, 0.8))
+    assert [g["goals"] for g in row["groups"]] == [1, 2, 0, 1]
+    assert [g["before"] for g in row["groups"]] == [-4.0, -15.0, None, -60.0]
+    assert [g["after"] for g in row["groups"]] == [-8.0, -20.0, None, -12.0]
+    assert [g["share"] for g in row["groups"]] == [-2.0, -10.0, 0.0, -3.0]
+    assert row["after"] == sum(g["share"] for g in row["groups"]) == -15.0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"tasks": [{"goal": [0, 0]}], "steps": [{"per_task": [0.0]}]}))
+    with pytest.raises(SystemExit, match="one inner step"):
+        by_distance.by_distance(bad)
