@@ -11,6 +11,7 @@ state is part of :meth:`MetaLearner.state_dict`, so a resumed run repeats the sa
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from typing import Any
@@ -216,11 +217,12 @@ class MetaLearner:
         return {"meta/L_tilde": l_tilde, "meta/theory_beta": beta}, batch
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit: θ, optimizer state, RNG, iteration."""
+        """Everything needed to continue bit-for-bit: θ, optimizer state, RNG, iteration; a
+        snapshot (later steps do not change it; torch's optimizer state dicts hold live tensors)."""
         return {
             "iteration": self.iteration,
             "params": {k: v.detach().clone() for k, v in self.params.items()},
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "rng": self.rng.bit_generator.state,
         }
 

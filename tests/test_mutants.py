@@ -889,6 +889,27 @@ def test_meta_learner_resumes_from_its_state_dict_bit_for_bit():
     resumed.close()
 
 
+def test_meta_learner_state_dict_is_a_snapshot():
+    """A state dict taken after one Adam step keeps that step's moments and parameters while the
+    learner takes another (a checkpoint written later must hold the state it was taken at)."""
+    learner = _tiny_learner(algorithm="fomaml", meta_optimizer="adam", outer={"lr": 0.05})
+    learner.step()
+    state = learner.state_dict()
+    frozen = copy.deepcopy(state)
+    learner.step()
+    moments = [v for s in state["optimizer"]["state"].values() for v in s.values()]
+    assert moments and all(isinstance(v, torch.Tensor) for v in moments)
+    for new, old in zip(
+        (v for s in state["optimizer"]["state"].values() for v in s.values()),
+        (v for s in frozen["optimizer"]["state"].values() for v in s.values()),
+        strict=True,
+    ):
+        assert torch.equal(new, old)
+    for k, v in frozen["params"].items():
+        assert torch.equal(state["params"][k], v) and not torch.equal(learner.params[k], v), k
+    learner.close()
+
+
 def test_torch_thread_count_prefers_the_config_then_omp_num_threads(monkeypatch):
     import os
 
