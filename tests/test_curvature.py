@@ -140,6 +140,23 @@ def test_unknown_fvp_method_or_curvature_is_rejected():
         problem.fisher_vector_product(params, curvature="diagonal")
 
 
+def test_the_default_fisher_product_is_the_closed_form(monkeypatch):
+    """The default method never differentiates the KL twice; ``double_backward`` does."""
+    from metarl.meta_gradients import MetaProblem
+
+    _, params, _, _, problem = make_setup(algorithm="maml")
+    v = torch.randn(flatten_params(params).numel(), dtype=torch.float64)
+    reference = problem.fisher_vector_product(params, "double_backward")(v)
+
+    def forbidden(self):
+        raise AssertionError("double backward used")
+
+    monkeypatch.setattr(MetaProblem, "_double_backward_fisher", forbidden)
+    torch.testing.assert_close(problem.fisher_vector_product(params)(v), reference)
+    with pytest.raises(AssertionError, match="double backward used"):
+        problem.fisher_vector_product(params, "double_backward")
+
+
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "hfmaml"])
 def test_runs_with_either_fisher_product_are_the_same_algorithm(algorithm):
     """Five seeded iterations with the closed-form products and with the double-backward
