@@ -26,9 +26,8 @@ plus a few minutes of evaluation.
 ``runs/quick/navigation2d`` (a few minutes).
 
 ``--ablation estimator``: MAML with ``maml.estimator=dice`` (its inner Hessian gains the
-score-function term that HF-MAML's finite differences include) × 3 seeds, TRPO, 500 iterations
-(the committed runs are 300 iterations of the previous defaults: per-step averaging, backtracking
-0.5), run dirs ``runs/maml-dice-trpo-seed<N>`` (as ``experiments/sweeps/navigation2d_dice.yaml``),
+score-function term that HF-MAML's finite differences include) × 3 seeds, TRPO, 500 iterations,
+run dirs ``runs/maml-dice-trpo-seed<N>`` (as ``experiments/sweeps/navigation2d_dice.yaml``),
 then ``metarl compare`` of MAML, MAML-DiCE and HF-MAML (TRPO) into
 ``results/navigation2d/estimator/``. MAML-DiCE costs like MAML.
 

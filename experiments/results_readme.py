@@ -176,52 +176,6 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
     return ca[0] <= cb[1] and cb[0] <= ca[1]
 
 
-def _estimator_finding() -> str:
-    """The ablation MAML + ``estimator: dice`` (``--ablation estimator``) against MAML and
-    HF-MAML, from ``results/navigation2d/estimator/summary.json``."""
-    summary = _load(RESULTS / "navigation2d" / "estimator" / "summary.json")
-    g = {k: v for k, (_, v) in _labelled(summary).items()} if summary else {}
-    if not {"maml", "maml-dice", "hfmaml"} <= set(g):
-        return (
-            "MAML with `maml.estimator: dice` (`experiments/navigation2d.py --ablation "
-            "estimator`) is the ablation that separates the two."
-        )
-    dice, maml, hf = g["maml-dice"], g["maml"], g["hfmaml"]
-    with_hf, with_maml = _overlap(dice, hf), _overlap(dice, maml)
-    iqm = {k: _num(v["final_return"]["iqm"]) for k, v in g.items()}
-    if with_hf and with_maml is False:
-        verdict = (
-            "its 95% CI overlaps HF-MAML's and not MAML's, so the score-function term, not "
-            "avoiding second derivatives, accounts for most of the gap"
-        )
-    elif with_maml and with_hf is False:
-        verdict = (
-            "its 95% CI overlaps MAML's and not HF-MAML's, so the term alone does not "
-            "account for the gap"
-        )
-    elif None not in iqm.values() and with_hf is False and with_maml is False:
-        to_hf, to_maml = abs(iqm["maml-dice"] - iqm["hfmaml"]), abs(iqm["maml-dice"] - iqm["maml"])
-        closer = "HF-MAML" if to_hf < to_maml else "MAML"
-        verdict = (
-            f"its 95% CI overlaps neither, and it lies {_fmt(to_hf)} from HF-MAML and "
-            f"{_fmt(to_maml)} from MAML"
-            + (
-                ", so the score-function term, not avoiding second derivatives, accounts for "
-                "most of the gap"
-                if closer == "HF-MAML"
-                else ", so the term alone does not account for the gap"
-            )
-        )
-    else:
-        verdict = "the CIs do not separate the explanations"
-    text = (
-        f"The ablation that adds the term to MAML (MAML-DiCE, {_seeds(dice['n_seeds'])}, "
-        f"[report](navigation2d/estimator/report.md)) ends at IQM {_final(dice)}, against "
-        f"{_final(maml)} for MAML and {_final(hf)} for HF-MAML: {verdict}."
-    )
-    return text
-
-
 def _paper_alpha_finding() -> str:
     """MAML at the paper script's α = 0.5 (``--ablation inner_lr``) on held-out goals."""
     summary = _load(RESULTS / "navigation2d" / "inner_lr" / "summary.json")
@@ -623,6 +577,16 @@ def navigation_findings() -> list[str]:
             for a in ordering
         )
         + ". Ordered by the one-step return as measured.",
+        "- **Score-function term in MAML's inner Hessian.** With `maml.estimator: standard` "
+        "MAML's inner Hessian omits the term that HF-MAML's likelihood-ratio finite "
+        "differences include. "
+        + _versus(
+            "estimator",
+            "maml.estimator",
+            "dice",
+            "MAML-DiCE (`maml.estimator: dice`, the term added)",
+            "estimator",
+        ),
         "- **Termination region.** "
         + _versus(
             "termination",
@@ -661,9 +625,6 @@ def navigation_findings() -> list[str]:
         f"Earlier Navigation2D studies, run with the {PREVIOUS_DEFAULTS} (their reports compare "
         "runs of those defaults only):",
         "",
-        "- **Estimator.** With `maml.estimator: standard`, MAML's inner Hessian omits the "
-        "score-function term that HF-MAML's likelihood-ratio finite differences include. "
-        + _estimator_finding(),
         *_reference_finding(),
         "- **Inner step size.** " + _paper_alpha_finding(),
     ]
