@@ -830,6 +830,41 @@ def test_a_selected_maml_problem_keeps_the_inner_gradient_clipping():
     torch.testing.assert_close(whole.select([1]).loss(params), per_task[1])
 
 
+def test_hfmaml_default_delta_scale_is_the_configs():
+    """meta_gradient's default δ scale is 1e-3 (``hfmaml.delta_scale``'s default): the same
+    HF-MAML gradient as with it given, another with a scale of 1."""
+    from metarl.meta_gradients import hessian_batches_for, meta_gradient
+    from metarl.policies import flatten_params
+    from tests.test_meta_gradients import ADVANTAGE, make_setup
+
+    _, params, sampler, inner, problem = make_setup(algorithm="hfmaml")
+    hessian = hessian_batches_for(inner, sampler, ADVANTAGE, [31], False)
+    sampler.close()
+
+    def flat(**kwargs):
+        return flatten_params(meta_gradient("hfmaml", problem, params, hessian, **kwargs).mean())
+
+    torch.testing.assert_close(flat(), flat(delta_scale=1e-3), rtol=0, atol=0)
+    assert not torch.allclose(flat(), flat(delta_scale=1.0), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
+def test_a_non_finite_meta_gradient_names_its_task(algorithm):
+    """NaN advantages of task 1 in D_o: FloatingPointError naming task 1 and its goal."""
+    from metarl.meta_gradients import MetaProblem, meta_gradient
+    from tests.test_meta_gradients import make_setup
+
+    _, params, sampler, inner, problem = make_setup(algorithm=algorithm)
+    sampler.close()
+    advantages = problem.outer_advantages.clone()
+    advantages[1] = float("nan")
+    bad = MetaProblem(algorithm, inner, problem.outer_batch, advantages, problem.theta_old)
+    goal = str(problem.outer_batch.tasks[1])
+    with pytest.raises(FloatingPointError, match="meta-gradient of task 1") as info:
+        meta_gradient(algorithm, bad, params)
+    assert goal in str(info.value)
+
+
 # meta_learner
 def _tiny_learner(**overrides):
     from metarl.meta_learner import MetaLearner
