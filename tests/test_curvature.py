@@ -141,8 +141,9 @@ def test_unknown_fvp_method_or_curvature_is_rejected():
 
 
 def test_the_default_fisher_product_is_the_closed_form(monkeypatch):
-    """The default method never differentiates the KL twice; ``double_backward`` does."""
-    from metarl.meta_gradients import MetaProblem
+    """The default method never differentiates the KL twice and takes MAML's J by its
+    closed-form products; ``double_backward`` does neither."""
+    from metarl.meta_gradients import InnerLoop, MetaProblem
 
     _, params, _, _, problem = make_setup(algorithm="maml")
     v = torch.randn(flatten_params(params).numel(), dtype=torch.float64)
@@ -152,7 +153,13 @@ def test_the_default_fisher_product_is_the_closed_form(monkeypatch):
         raise AssertionError("double backward used")
 
     monkeypatch.setattr(MetaProblem, "_double_backward_fisher", forbidden)
+    jacobians = []
+    real = InnerLoop.jacobian_products
+    monkeypatch.setattr(
+        InnerLoop, "jacobian_products", lambda self: jacobians.append(1) or real(self)
+    )
     torch.testing.assert_close(problem.fisher_vector_product(params)(v), reference)
+    assert jacobians == [1]  # MAML's J by its closed-form products, not through a graph
     with pytest.raises(AssertionError, match="double backward used"):
         problem.fisher_vector_product(params, "double_backward")
 

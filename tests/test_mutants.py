@@ -865,6 +865,93 @@ def test_a_non_finite_meta_gradient_names_its_task(algorithm):
     assert goal in str(info.value)
 
 
+def test_hfmaml_metrics_are_means_over_the_inner_steps():
+    """Two inner steps, δ = 1e-4 given: ``hfmaml/delta`` is δ, ``hfmaml/d_norm`` the mean over
+    the steps of the mean ‖d_i‖, with the chain written out by the public finite-difference
+    product (u ← u − α d at each step, last step first)."""
+    from metarl.adaptation import global_norms, per_task_gradients
+    from metarl.meta_gradients import fd_hessian_vector_product, hessian_batches_for, meta_gradient
+    from tests.test_meta_gradients import ADVANTAGE, make_setup
+
+    _, params, sampler, inner, problem = make_setup(algorithm="hfmaml", steps=2)
+    hessian = hessian_batches_for(inner, sampler, ADVANTAGE, [31, 32], False)
+    sampler.close()
+    metrics = meta_gradient("hfmaml", problem, params, hessian, delta=1e-4).metrics
+    adapted = {n: p.detach().requires_grad_(True) for n, p in inner.adapted.items()}
+    u = per_task_gradients(problem.task_losses(adapted), adapted)
+    norms = []
+    for j in (1, 0):
+        batch, adv = hessian[j]
+        d, _ = fd_hessian_vector_product(inner.policy, inner.points[j], batch, adv, u, 1e-4, 1e-3)
+        norms.append(float(global_norms(d).mean()))
+        u = {n: u[n] - inner.alpha * d[n] for n in u}
+    assert metrics["hfmaml/delta"] == pytest.approx(1e-4, rel=1e-12)
+    assert metrics["hfmaml/d_norm"] == pytest.approx(sum(norms) / 2, rel=1e-9)
+    assert norms[0] != pytest.approx(norms[1], rel=1e-3)
+
+
+def test_maml_objective_with_create_graph_has_the_maml_gradient():
+    """``MetaProblem.loss(θ, create_graph=True)`` is differentiable through the inner step: its
+    autograd gradient is MAML's meta-gradient (without the graph it would be first order)."""
+    from metarl.meta_gradients import meta_gradient
+    from metarl.policies import flatten_params
+    from tests.test_meta_gradients import make_setup
+
+    _, params, sampler, _, problem = make_setup(algorithm="maml")
+    sampler.close()
+    theta = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+    with torch.enable_grad():
+        grads = torch.autograd.grad(problem.loss(theta, create_graph=True), list(theta.values()))
+    expected = flatten_params(meta_gradient("maml", problem, params).mean())
+    got = torch.cat([g.reshape(-1) for g in grads])
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_run_inner_loop_defaults_to_the_standard_estimator():
+    import numpy as np
+
+    from metarl.meta_gradients import run_inner_loop
+    from tests.test_meta_gradients import ADVANTAGE, make_setup
+
+    policy, params, sampler, _, _ = make_setup()
+    tasks = sampler.sample_tasks(3, np.random.default_rng(0))
+    default = run_inner_loop(policy, sampler, params, tasks, 0.3, 1, ADVANTAGE, [11])
+    standard = run_inner_loop(policy, sampler, params, tasks, 0.3, 1, ADVANTAGE, [11], "standard")
+    sampler.close()
+    assert default.estimator == "standard"
+    for n in params:
+        assert torch.equal(default.adapted[n], standard.adapted[n]), n
+
+
+def test_a_non_finite_inner_gradient_names_its_inner_step():
+    """NaN advantages in the second inner batch: the inner loop and MAML's re-adaptation both
+    raise naming inner step 1."""
+    import dataclasses
+
+    import numpy as np
+
+    from metarl.meta_gradients import run_inner_loop
+    from tests.test_meta_gradients import ADVANTAGE, make_setup
+
+    policy, params, sampler, inner, _ = make_setup(algorithm="maml", steps=2)
+    tasks = sampler.sample_tasks(3, np.random.default_rng(0))
+    calls = []
+
+    def nan_at_second_step(batch):
+        calls.append(batch)
+        adv = ADVANTAGE(batch)
+        return adv * float("nan") if len(calls) == 2 else adv
+
+    with pytest.raises(FloatingPointError, match="inner step 1"):
+        run_inner_loop(policy, sampler, params, tasks, 0.3, 2, nan_at_second_step, [11, 12])
+    sampler.close()
+    bad = dataclasses.replace(
+        inner, advantages=[inner.advantages[0], inner.advantages[1] * float("nan")]
+    )
+    with pytest.raises(FloatingPointError, match="inner step 1"):
+        bad.readapt(params, create_graph=False)
+
+
 # meta_learner
 def _tiny_learner(**overrides):
     from metarl.meta_learner import MetaLearner
