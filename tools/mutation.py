@@ -195,10 +195,10 @@ def rerun(
 ) -> None:
     """Run again, in the module's scratch, every mutant not killed (with ``survivors_only``, not
     those never checked), with the selected test files as they are now in the working tree
-    (mutmut maps new tests to functions incrementally). Without a scratch (/tmp cleared), a new
-    one as ``run`` makes it, in which only those mutants run: the others keep their outcome
-    in raw/MODULE.json, which is valid only while the module's code is unchanged (same mutant
-    names, checked)."""
+    (mutmut's map of tests to functions is rebuilt, so new tests count). Without a scratch
+    (/tmp cleared), a new one as ``run`` makes it, in which only those mutants run: the others
+    keep their outcome in raw/MODULE.json, which is valid only while the module's code is
+    unchanged (same mutant names, checked)."""
     scratch = workdir / module
     meta_path = scratch / "mutants" / "metarl" / f"{module}.py.meta"
     skip = {"killed", *([] if timeouts else ["timeout"])}
@@ -216,6 +216,9 @@ def rerun(
         names = [n for n in names if n not in equivalent]
     for name in (*TESTS[module], *ALWAYS, "tests/mutmut_order.py"):
         shutil.copy2(ROOT / name, scratch / name)
+    # mutmut maps tests to the functions they reach once, in its stats; without them it maps
+    # again (one run of the selected tests), so that tests written since the run count
+    (scratch / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     _set_timeout_multiplier(scratch, timeout_multiplier)
     print(f"== {module}: {len(names)} mutants again in {scratch}", flush=True)
     start = time.monotonic()
