@@ -1046,6 +1046,11 @@ def test_torch_thread_count_prefers_the_config_then_omp_num_threads(monkeypatch)
         assert torch_thread_count(None) == max(1, cores)
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert torch_thread_count(None) == max(1, cores)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert torch_thread_count(None) == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # a one-core machine
+    assert torch_thread_count(None) == 1
 
 
 def test_closed_form_maml_fisher_with_inner_gradient_clipping_equals_double_backward():
@@ -1119,3 +1124,187 @@ def test_meta_learner_draws_tasks_then_seeds_from_its_generator():
     learner.close()
     goals = [t["goal"] for t in tasks]
     assert calls == [(seeds[0], None, goals), (seeds[1], None, goals), (seeds[2], 1, goals)]
+    assert learner.rng.integers(2**31 - 1) == rng.integers(2**31 - 1)  # no more draws
+
+
+def test_meta_learner_wires_the_config_into_its_parts():
+    """Non-default values of every setting the learner hands on: torch threads, the policy's
+    initial log-std, trainable θ, the advantage settings and the meta-optimizer's."""
+    from metarl.adaptation import AdvantageSettings
+
+    threads = torch.get_num_threads()
+    try:
+        trpo = _tiny_learner(
+            meta_optimizer="trpo",
+            sampler={"torch_threads": 2},
+            policy={"hidden_sizes": [8], "init_log_std": -1.3},
+            gamma=0.9,
+            gae_lambda=0.95,
+            normalize_advantages=False,
+            baseline="none",
+            trpo={
+                "max_kl": 0.02,
+                "cg_iters": 7,
+                "cg_damping": 1e-3,
+                "ls_backtrack": 0.6,
+                "ls_max_steps": 9,
+                "fvp_tasks": 0.5,
+                "fvp_method": "double_backward",
+                "curvature": "adapted",
+            },
+        )
+        assert trpo.torch_threads == 2 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(trpo.params["log_std"], torch.full_like(trpo.params["log_std"], -1.3))
+    assert all(p.requires_grad for p in trpo.params.values())
+    assert trpo.advantage == AdvantageSettings(0.9, 0.95, False, "none")
+    opt = trpo.optimizer
+    assert (opt.max_kl, opt.cg_iters, opt.cg_damping, opt.ls_backtrack, opt.ls_max_steps) == (
+        0.02,
+        7,
+        1e-3,
+        0.6,
+        9,
+    )
+    assert (opt.fvp_tasks, opt.fvp_method, opt.curvature) == (0.5, "double_backward", "adapted")
+    trpo.close()
+    adam = _tiny_learner(
+        meta_optimizer="adam", outer={"lr": 0.01, "adam_betas": [0.8, 0.95], "grad_clip": 0.7}
+    )
+    assert adam.optimizer.optimizer.param_groups[0]["betas"] == (0.8, 0.95)
+    assert adam.optimizer.grad_clip == 0.7
+    adam.close()
+
+
+def test_hfmaml_delta_rule_theory_needs_a_positive_inner_step():
+    """δ's scale is 1/(6ρα) only with ``delta_rule: theory`` and α > 0; otherwise the
+    configured ``delta_scale``."""
+    scaled = _tiny_learner(algorithm="hfmaml", hfmaml={"delta_scale": 2e-3})
+    no_step = _tiny_learner(
+        algorithm="hfmaml", inner={"lr": 0.0}, hfmaml={"delta_rule": "theory", "delta_scale": 2e-3}
+    )
+    assert scaled.delta_scale == no_step.delta_scale == 2e-3
+    scaled.close()
+    no_step.close()
+
+
+def test_hfmaml_learner_passes_delta_and_delta_scale():
+    """A fixed ``hfmaml.delta`` is δ itself; without it δ = delta_scale / ‖u‖, so doubling the
+    scale doubles δ on the same (seeded) batches."""
+    fixed = _tiny_learner(algorithm="hfmaml", hfmaml={"delta": 1e-4})
+    assert fixed.step()["hfmaml/delta"] == pytest.approx(1e-4, rel=1e-12)
+    fixed.close()
+    deltas = []
+    for scale in (1e-3, 2e-3):
+        learner = _tiny_learner(algorithm="hfmaml", hfmaml={"delta_scale": scale})
+        deltas.append(learner.step()["hfmaml/delta"])
+        learner.close()
+    assert deltas[1] == pytest.approx(2 * deltas[0], rel=1e-9)
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_hfmaml_env_steps_count_the_hessian_batch_unless_reused(reuse):
+    """env_steps = the steps of D_in, D_o and (unless ``reuse_inner_batch``) D_h: the sampler's
+    batches, recorded as they are drawn."""
+    learner = _tiny_learner(algorithm="hfmaml", hfmaml={"reuse_inner_batch": reuse})
+    drawn = []
+    sample = learner.sampler.sample
+
+    def recording(*args, **kwargs):
+        drawn.append(sample(*args, **kwargs))
+        return drawn[-1]
+
+    learner.sampler.sample = recording
+    metrics = learner.step()
+    learner.close()
+    assert len(drawn) == (2 if reuse else 3)
+    assert metrics["env_steps"] == sum(b.env_steps for b in drawn)
+
+
+def test_meta_learner_hands_its_algorithm_and_inner_clip_on(monkeypatch):
+    """MAML + TRPO with ``inner.grad_clip``: the inner loop clips with it and the meta-problem
+    that TRPO's curvature and line search use is MAML's."""
+    from metarl import meta_learner
+
+    seen = {}
+    run_inner_loop, meta_gradient = meta_learner.run_inner_loop, meta_learner.meta_gradient
+
+    def inner_spy(*args, **kwargs):
+        seen["inner"] = run_inner_loop(*args, **kwargs)
+        return seen["inner"]
+
+    def gradient_spy(algorithm, problem, *args, **kwargs):
+        seen["problem"] = problem
+        return meta_gradient(algorithm, problem, *args, **kwargs)
+
+    monkeypatch.setattr(meta_learner, "run_inner_loop", inner_spy)
+    monkeypatch.setattr(meta_learner, "meta_gradient", gradient_spy)
+    learner = _tiny_learner(algorithm="maml", meta_optimizer="trpo", inner={"grad_clip": 0.05})
+    learner.step()
+    learner.close()
+    assert seen["inner"].grad_clip == 0.05
+    assert seen["problem"].algorithm == "maml"
+
+
+def test_meta_learner_reports_gradient_variance_and_entropy(monkeypatch):
+    """``meta/grad_variance`` = mean_i ‖g_i − ḡ‖² over the per-task meta-gradients and
+    ``policy/entropy`` = Σ_j (log σ_j + ½ log 2πe) of the updated policy, written out."""
+    from metarl import meta_learner
+
+    seen = {}
+    meta_gradient = meta_learner.meta_gradient
+
+    def spy(*args, **kwargs):
+        seen["grad"] = meta_gradient(*args, **kwargs)
+        return seen["grad"]
+
+    monkeypatch.setattr(meta_learner, "meta_gradient", spy)
+    learner = _tiny_learner(algorithm="fomaml", meta_optimizer="adam", outer={"lr": 0.05})
+    metrics = learner.step()
+    per_task = seen["grad"].per_task
+    k = next(iter(per_task.values())).shape[0]
+    rows = [torch.cat([per_task[n][i].reshape(-1) for n in per_task]) for i in range(k)]
+    mean = sum(rows) / k
+    variance = sum(float(((r - mean) ** 2).sum()) for r in rows) / k
+    assert metrics["meta/grad_variance"] == pytest.approx(variance, rel=1e-9)
+    log_std = learner.params["log_std"].detach()
+    entropy = float((log_std + 0.5 * math.log(2 * math.pi * math.e)).sum())
+    assert metrics["policy/entropy"] == pytest.approx(entropy, rel=1e-9)
+    learner.close()
+
+
+def test_theory_smoothness_is_written_out_from_the_batch_it_samples():
+    """L̃ = 4L + 2ρα · mean_j ‖∇f_j(θ)‖ with the gradient norms recomputed by hand from the
+    batch the theory step sampled (the last one of the iteration), β = c / L̃."""
+    from metarl.adaptation import global_norms, per_task_gradients, surrogate_loss
+    from metarl.policies import expand_params
+
+    learner = _tiny_learner(
+        algorithm="fomaml",
+        meta_optimizer="sgd",
+        outer={"step_rule": "theory"},
+        inner={"lr": 0.3},
+        theory={"L": 2.0, "rho": 3.0, "c": 0.5},
+    )
+    drawn = []
+    sample = learner.sampler.sample
+
+    def recording(*args, **kwargs):
+        drawn.append(sample(*args, **kwargs))
+        return drawn[-1]
+
+    learner.sampler.sample = recording
+    theta = {k: v.detach().clone() for k, v in learner.params.items()}
+    metrics = learner.step()
+    learner.close()
+    batch = drawn[-1]
+    per_task = {
+        k: v.clone().requires_grad_(True) for k, v in expand_params(theta, batch.num_tasks).items()
+    }
+    with torch.enable_grad():
+        loss = surrogate_loss(learner.policy, per_task, batch, learner.advantage(batch))
+        norms = global_norms(per_task_gradients(loss, per_task))
+    expected = 4 * 2.0 + 2 * 3.0 * 0.3 * float(norms.mean())
+    assert metrics["meta/L_tilde"] == pytest.approx(expected, rel=1e-9)
+    assert metrics["meta/theory_beta"] == pytest.approx(0.5 / expected, rel=1e-12)
