@@ -193,32 +193,22 @@ def rerun(
     timeouts: bool = False,
     timeout_multiplier: float | None = None,
 ) -> None:
-    """Run again, in the module's scratch, every mutant not killed (with ``survivors_only``, not
-    those never checked), with the selected test files as they are now in the working tree
-    (mutmut's map of tests to functions is rebuilt, so new tests count). Without a scratch
-    (/tmp cleared), a new one as ``run`` makes it, in which only those mutants run: the others
-    keep their outcome in raw/MODULE.json, which is valid only while the module's code is
-    unchanged (same mutant names, checked)."""
-    scratch = workdir / module
-    meta_path = scratch / "mutants" / "metarl" / f"{module}.py.meta"
+    """Run again every mutant not killed (with ``survivors_only``, not those never checked) in a
+    new scratch made as ``run`` makes it (HEAD's code, so a fix elsewhere in the package
+    counts), with the selected test files as they are now in the working tree; the other
+    mutants keep their outcome in raw/MODULE.json, which is valid only while the module's code
+    is unchanged (same mutant names, checked)."""
     skip = {"killed", *([] if timeouts else ["timeout"])}
     skip |= {"not checked"} if survivors_only else set()
-    seeded = None  # the scratch is gone (/tmp is cleared on reboot): outcomes from raw/
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        names = [n for n, c in meta["exit_code_by_key"].items() if STATUS.get(c) not in skip]
-    else:
-        seeded = json.loads((OUT / "raw" / f"{module}.json").read_text())["status"]
-        names = [n for n, s in seeded.items() if s not in skip]
-        _prepare(module, workdir)
+    seeded = json.loads((OUT / "raw" / f"{module}.json").read_text())["status"]
+    names = [n for n, s in seeded.items() if s not in skip]
+    scratch = _prepare(module, workdir)
+    meta_path = scratch / "mutants" / "metarl" / f"{module}.py.meta"
     if survivors_only:  # an equivalent mutant survives again at the cost of all its tests
         equivalent = yaml.safe_load((OUT / "equivalent.yaml").read_text()) or {}
         names = [n for n in names if n not in equivalent]
     for name in (*TESTS[module], *ALWAYS, "tests/mutmut_order.py"):
         shutil.copy2(ROOT / name, scratch / name)
-    # mutmut maps tests to the functions they reach once, in its stats; without them it maps
-    # again (one run of the selected tests), so that tests written since the run count
-    (scratch / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     _set_timeout_multiplier(scratch, timeout_multiplier)
     print(f"== {module}: {len(names)} mutants again in {scratch}", flush=True)
     start = time.monotonic()
@@ -226,15 +216,19 @@ def rerun(
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         mutmut = _mutmut()
         cmd = [str(mutmut), "run", "--max-children", "1", *names]
-        subprocess.run(cmd, cwd=scratch, env=env, stdout=subprocess.DEVNULL, check=False)
-    if seeded is not None:  # the other mutants keep the outcome of the run that made raw/
-        meta = json.loads(meta_path.read_text())
-        if set(meta["exit_code_by_key"]) != set(seeded):
-            raise SystemExit(f"metarl/{module}.py changed since raw/{module}.json: run it again")
-        for name, status in seeded.items():
-            if name not in names:
-                meta["exit_code_by_key"][name] = CODE.get(status)
-        meta_path.write_text(json.dumps(meta))
+        done = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True)
+        if "failed to collect stats" in done.stdout + done.stderr:
+            raise SystemExit(
+                f"mutmut could not run the selected tests on HEAD in {scratch} (a failing test?): "
+                "run them there with pytest to see why"
+            )
+    meta = json.loads(meta_path.read_text())  # the others keep the outcome of raw/'s run
+    if set(meta["exit_code_by_key"]) != set(seeded):
+        raise SystemExit(f"metarl/{module}.py changed since raw/{module}.json: run it again")
+    for name, status in seeded.items():
+        if name not in names:
+            meta["exit_code_by_key"][name] = CODE.get(status)
+    meta_path.write_text(json.dumps(meta))
     previous = OUT / "raw" / f"{module}.json"
     seconds = json.loads(previous.read_text())["seconds"] if previous.exists() else 0.0
     data = _export(module, scratch, seconds)
