@@ -961,6 +961,19 @@ def _tiny_learner(**overrides):
     return MetaLearner(tiny_config(**overrides), dtype=torch.float64)
 
 
+def _record_batches(learner) -> list:
+    """The list every batch ``learner``'s sampler draws from now on is appended to."""
+    drawn = []
+    sample = learner.sampler.sample
+
+    def recording(*args, **kwargs):
+        drawn.append(sample(*args, **kwargs))
+        return drawn[-1]
+
+    learner.sampler.sample = recording
+    return drawn
+
+
 def test_meta_learner_metrics_add_up_and_match_the_update():
     """SGD with β = 0.5: the step is β·‖ḡ‖; the four time parts sum to the iteration's time;
     the env-step rate is env_steps over the sampling time; two inner steps report the return
@@ -1208,14 +1221,7 @@ def test_hfmaml_env_steps_count_the_hessian_batch_unless_reused(reuse):
     """env_steps = the steps of D_in, D_o and (unless ``reuse_inner_batch``) D_h: the sampler's
     batches, recorded as they are drawn."""
     learner = _tiny_learner(algorithm="hfmaml", hfmaml={"reuse_inner_batch": reuse})
-    drawn = []
-    sample = learner.sampler.sample
-
-    def recording(*args, **kwargs):
-        drawn.append(sample(*args, **kwargs))
-        return drawn[-1]
-
-    learner.sampler.sample = recording
+    drawn = _record_batches(learner)
     metrics = learner.step()
     learner.close()
     assert len(drawn) == (2 if reuse else 3)
@@ -1287,14 +1293,7 @@ def test_theory_smoothness_is_written_out_from_the_batch_it_samples():
         inner={"lr": 0.3},
         theory={"L": 2.0, "rho": 3.0, "c": 0.5},
     )
-    drawn = []
-    sample = learner.sampler.sample
-
-    def recording(*args, **kwargs):
-        drawn.append(sample(*args, **kwargs))
-        return drawn[-1]
-
-    learner.sampler.sample = recording
+    drawn = _record_batches(learner)
     theta = {k: v.detach().clone() for k, v in learner.params.items()}
     metrics = learner.step()
     learner.close()
