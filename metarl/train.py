@@ -81,6 +81,7 @@ __all__ = [
     "EXIT_ERROR",
     "RunDirError",
     "TrainResult",
+    "busy_machine_warning",
     "evaluate",
     "resolve_config",
     "run_cli",
@@ -331,6 +332,30 @@ class _StopRequests:
 # --------------------------------------------------------------------------------------------------
 
 
+def busy_machine_warning(torch_threads: int, load: float | None = None) -> str | None:
+    """A warning when ``torch_threads`` intra-op threads join a machine already busy.
+
+    With the 1-minute load average at or above the usable cores, extra torch threads
+    compete with the other processes' and the run slows several-fold (each process is its
+    own scheduling group, so ``nice`` does not help); one thread per run is then faster.
+    """
+    if torch_threads <= 1:
+        return None
+    cores = max(1, len(os.sched_getaffinity(0)))
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # no load average on this platform
+            return None
+    if load < cores:
+        return None
+    return (
+        f"warning: load average {load:.1f} on {cores} usable cores before this run starts; "
+        f"its {torch_threads} torch threads will compete with the other processes "
+        "(set sampler.torch_threads=1, or run fewer processes at once)"
+    )
+
+
 def _prepare_run_dir(
     cfg: TrainConfig, run_dir: Path, resume: bool, force: bool, log: TextIO
 ) -> tuple[Path, dict[str, Any]] | None:
@@ -440,6 +465,9 @@ def _train_locked(
         file=out,
         flush=True,
     )
+    warning = busy_machine_warning(learner.torch_threads)
+    if warning is not None:
+        print(warning, file=out, flush=True)
     logger: Logger | None = None
     evaluator: Evaluator | None = None
     try:

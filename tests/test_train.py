@@ -319,3 +319,19 @@ def test_divergence_stops_with_exit_3_and_diagnostic_checkpoint(
     rows = read_metrics(run_dir / "metrics.jsonl")
     assert [r["iteration"] for r in rows] == [1]
     assert json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])["iteration"] == 1
+
+
+def test_header_warns_when_torch_threads_join_a_busy_machine(tmp_path, monkeypatch, capsys):
+    from metarl.train import busy_machine_warning
+
+    cores = len(os.sched_getaffinity(0))
+    assert busy_machine_warning(1, load=10.0 * cores) is None  # one thread competes with no one
+    assert busy_machine_warning(2, load=cores - 0.1) is None
+    warning = busy_machine_warning(2, load=float(cores))
+    assert warning is not None and "sampler.torch_threads=1" in warning
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 1.0, 0.0, 0.0))
+    assert _run_in_process(tmp_path / "busy", 1, "--set", "sampler.torch_threads=2") == 0
+    assert f"load average {cores + 1.0:.1f}" in capsys.readouterr().out
+    assert _run_in_process(tmp_path / "one", 1, "--set", "sampler.torch_threads=1") == 0
+    assert "load average" not in capsys.readouterr().out
