@@ -71,6 +71,11 @@ groups::
     cd results/navigation2d/runs && ../../../.venv/bin/metarl compare --out ../averaging_parts \\
         maml-trpo-seed? maml-per_step-trpo-seed? maml-ps_*-trpo-seed?
 
+``--ablation network``: MAML with the MAML paper's policy network, two hidden layers of 100
+ReLU units (``policy.hidden_sizes=[100,100] policy.activation=relu``; the default [64, 64] tanh
+is pytorch-maml-rl's), run dirs ``runs/maml-relu100-trpo-seed<N>``, compared with MAML into
+``results/navigation2d/network/``; about 1.3× MAML's cost (2.4× the parameters).
+
 ``--ablation inner_lr``: MAML with ``inner.lr=0.5``, the step size of the MAML paper's released
 2D-navigation script (its text says 0.1, the default here), run dirs
 ``runs/maml-a0.5-trpo-seed<N>``, compared with MAML at α = 0.1 into
@@ -169,6 +174,13 @@ STUDY = Study(
                 compare_with=("maml", "maml-per_step"),
             )
             for part in AVERAGING_PARTS
+        ),
+        Ablation(
+            name="network",
+            algorithm="maml",
+            overrides={"policy.hidden_sizes": [100, 100], "policy.activation": "relu"},
+            run_name="maml-relu100-{meta_optimizer}-seed{seed}",
+            compare_with=("maml",),
         ),
         Ablation(
             name="inner_lr",

@@ -629,6 +629,16 @@ def navigation_findings() -> list[str]:
             "It changes learning, so it stays opt-in: `trpo.fvp_tasks: 1.0` is the default.",
             default=1.0,
         ),
+        "- **The paper's network.** "
+        + _versus(
+            "network",
+            "policy.activation",
+            "relu",
+            "MAML with the MAML paper's policy, two hidden layers of 100 ReLU units, in place of "
+            "pytorch-maml-rl's [64, 64] tanh",
+            "network",
+            default="tanh",
+        ),
         f"- **Cost.** Per run MAML took {_fmt(_wall(t['maml']) / 60)} min, FO-MAML "
         f"{_fmt(_wall(t['fomaml']) / 60)} and HF-MAML {_fmt(_wall(t['hfmaml']) / 60)} (shared "
         "2-core machine shared by up to six processes, so these are upper bounds; "
