@@ -318,6 +318,42 @@ def _npz_returns(path: Path) -> tuple[float, float, float, list[float]] | None:
     return float(data["train_returns"].mean()), float(after.mean()), sem, batches
 
 
+def _reference_goals_finding() -> list[str]:
+    """metarl's MAML and pytorch-maml-rl's policy on pytorch-maml-rl's own test goals
+    (``results/navigation2d/reference_goals/report.json``, experiments/reference_goals.py)."""
+    sets = _load(RESULTS / "navigation2d" / "reference_goals" / "report.json")
+    if not sets:
+        return []
+    parts, level = [], True
+    for s in sets:
+        rows = {row["label"]: row for row in s["rows"]}
+        cells = [
+            f"{label} {_fmt(row['before'])} → {_fmt(row['after'])}"
+            + (
+                " (seeds " + ", ".join(_fmt(x["after"]) for x in row["seeds"]) + ")"
+                if row.get("seeds")
+                else ""
+            )
+            for label, row in rows.items()
+        ]
+        parts.append(f"{s['goals']} goals: " + "; ".join(cells))
+        reference = rows.get("pytorch-maml-rl policy, metarl protocol")
+        box = rows.get("metarl MAML, box")
+        level = level and bool(reference and box) and box["after"] >= reference["after"] - 0.5
+    return [
+        "- **On pytorch-maml-rl's own test goals** (the goals its `test.py` drew, evaluated "
+        "with metarl's protocol, the same episode seeds for every policy; "
+        "`experiments/reference_goals.py`, [report](navigation2d/reference_goals/report.md)): "
+        + ". ".join(parts)
+        + (
+            ". In the reference's environment (box) and on the same goals metarl's MAML is "
+            "level with the reference or ahead (within 0.5 or better on every goal set)."
+            if level
+            else "."
+        )
+    ]
+
+
 def _reference_implementation_finding() -> list[str]:
     """pytorch-maml-rl's trained policy on metarl's held-out goals and on its own
     (``results/navigation2d/pytorch_maml_rl/seed<N>/``, docs/reference-comparison.md)."""
@@ -587,6 +623,7 @@ def navigation_findings() -> list[str]:
         f"fall of the training return over the last 100 iterations below each seed's best "
         f"20-iteration mean: {decay}." + _many_goals(),
         *_reference_implementation_finding(),
+        *_reference_goals_finding(),
         *_by_distance_finding(),
         "- **The three algorithms at these defaults** (held-out return after one step, 95% CI "
         "across seeds; final training post-adaptation return, IQM): "

@@ -33,6 +33,7 @@ from metarl.report.protocol import (
     EvaluateError,
     _adaptation_curve,
     evaluate_run,
+    load_tasks,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "errorbar",
     "evaluate_run",
     "format_result",
+    "load_tasks",
     "method_of",
     "new_figure",
     "shown_path",
@@ -91,7 +93,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="latest|N",
         help="'latest' (default) or the iteration of a numbered checkpoint",
     )
-    p.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--tasks", type=int, default=40, help="held-out tasks (default 40)")
+    which.add_argument(
+        "--tasks-from",
+        type=Path,
+        metavar="FILE",
+        help='evaluate on the tasks listed in FILE (JSON: [{"goal": [0.1, -0.2]}, ...], or the '
+        "adaptation.json of an earlier evaluation) instead of drawing them; --seed then seeds "
+        "the episodes only",
+    )
     p.add_argument("--steps", type=int, default=3, help="inner gradient steps K (default 3)")
     p.add_argument(
         "--episodes", type=int, default=20, help="episodes per task and step (default 20)"
@@ -135,10 +146,11 @@ def _run(args: argparse.Namespace) -> int:
     from metarl.checkpoint import CheckpointError
 
     try:
+        tasks = args.tasks if args.tasks_from is None else load_tasks(args.tasks_from)
         result = evaluate_run(
             args.run_dir,
             checkpoint=args.checkpoint,
-            tasks=args.tasks,
+            tasks=tasks,
             steps=args.steps,
             episodes=args.episodes,
             seed=args.seed,
@@ -163,7 +175,8 @@ def format_result(result: Mapping[str, Any]) -> str:
     lines = [
         f"{result['env_id']}, {algorithm_label(result['method'], result['meta_optimizer'])}, "
         f"checkpoint iteration {result['checkpoint_iteration']}: {s['tasks']} held-out tasks "
-        f"(seed {result['seed']}), {s['episodes_per_task']} episodes per step, "
+        f"({'given, episode seed' if s.get('tasks_given') else 'seed'} {result['seed']}), "
+        f"{s['episodes_per_task']} episodes per step, "
         f"protocol {result['protocol']}",
         f"{'k':>3}  {'meta-learned [95% CI]':>30}  {'random init [95% CI]':>30}",
     ]

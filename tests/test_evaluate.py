@@ -176,3 +176,46 @@ def test_mujoco_video_gifs(tmp_path):
         with Image.open(tmp_path / "video" / name) as gif:
             assert gif.n_frames == 11  # first frame + 10 steps (horizon 10)
     assert set(result["video"]["returns"]) == {"pre_adaptation", "post_1_steps"}
+
+
+def test_evaluate_on_tasks_from_a_file(nav_run, tmp_path, capsys):
+    drawn = evaluate_run(nav_run, tasks=3, steps=1, episodes=2, out_dir=tmp_path / "drawn")
+    parser = _parser()
+    # The same tasks read back from the earlier adaptation.json give the same numbers.
+    args = parser.parse_args(
+        ["evaluate", str(nav_run), "--tasks-from", str(tmp_path / "drawn/adaptation.json")]
+        + ["--steps", "1", "--episodes", "2", "--out", str(tmp_path / "again")]
+    )
+    assert args.handler(args) == 0
+    assert "3 held-out tasks (given, episode seed 1000003)" in capsys.readouterr().out
+    again = json.loads((tmp_path / "again/adaptation.json").read_text())
+    assert again["steps"] == drawn["steps"] and again["tasks"] == drawn["tasks"]
+    assert again["settings"]["tasks_given"] and not drawn["settings"]["tasks_given"]
+
+    # A plain list: these goals and no others, validated by the env.
+    goals = [{"goal": [0.0, 0.0]}, {"goal": [0.5, -0.5]}]
+    (tmp_path / "goals.json").write_text(json.dumps(goals))
+    result = evaluate_run(
+        nav_run, tasks=evaluate.load_tasks(tmp_path / "goals.json"), steps=0, episodes=1
+    )
+    assert result["tasks"] == goals and len(result["steps"][0]["per_task"]) == 2
+    with pytest.raises(EvaluateError, match=r"task 1 .*must lie in \[-0.5, 0.5\]"):
+        evaluate_run(nav_run, tasks=[{"goal": [0.0, 0.0]}, {"goal": [2.0, 0.0]}], steps=0)
+    with pytest.raises(EvaluateError, match="empty"):
+        evaluate_run(nav_run, tasks=[], steps=0)
+
+    for content, message in (
+        (None, "not found"),
+        ("{", "not readable as JSON"),
+        ('{"steps": []}', "expected a non-empty list of tasks"),
+        ("[1, 2]", "task 0 is 1, not an object"),
+    ):
+        path = tmp_path / "bad.json"
+        path.unlink(missing_ok=True)
+        if content is not None:
+            path.write_text(content)
+        with pytest.raises(EvaluateError, match=message) as info:
+            evaluate.load_tasks(path)
+        assert str(path) in str(info.value)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", str(nav_run), "--tasks", "2", "--tasks-from", "x.json"])

@@ -359,3 +359,51 @@ def test_held_out_by_distance_groups_goals_by_their_distance(tmp_path):
     bad.write_text(json.dumps({"tasks": [{"goal": [0, 0]}], "steps": [{"per_task": [0.0]}]}))
     with pytest.raises(SystemExit, match="one inner step"):
         by_distance.by_distance(bad)
+
+
+def test_reference_goals_evaluates_every_policy_on_the_reference_goals(tmp_path, monkeypatch):
+    """A metarl run that is a copy of the 'reference' run, on the goals of a test file: the
+    same goals, episodes and policy, so Δ is exactly 0; the reference's own numbers are the
+    file's per-goal means."""
+    import shutil
+
+    import numpy as np
+
+    from metarl.train import resolve_config, train
+
+    module = _script("reference_goals")
+    nav = tmp_path / "navigation2d"
+    reference = nav / "pytorch_maml_rl" / "seed1"
+    cfg = resolve_config(
+        CONFIG,
+        ["tasks_per_batch=2", "episodes_per_task=2", "env.horizon=10", "meta_optimizer=adam"]
+        + ["policy.hidden_sizes=[8,8]", "iterations=1", "eval.every=0"],
+    )
+    assert train(cfg, reference, tensorboard=False).status == "completed"
+    shutil.copytree(reference, nav / "runs" / "maml-box-trpo-seed0")
+    goals = [{"goal": np.array([0.1, -0.2])}, {"goal": np.array([0.4, 0.3])}]
+    train_returns = np.array([[-10.0, -12.0], [-30.0, -32.0]], dtype=np.float32)
+    with (reference / "reference_test_seed7_2goals.npz").open("wb") as f:
+        np.savez(
+            f,
+            tasks=np.array(goals, dtype=object),
+            train_returns=train_returns,
+            valid_returns=train_returns / 2,
+        )
+    monkeypatch.setattr(module, "NAV", nav)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "GROUPS", {"copy": "runs/maml-box-trpo-seed[0-9]"})
+
+    assert module.main(["--out", str(tmp_path / "out")]) == 0
+    (only,) = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert only["name"] == "seed1_test7_2goals" and only["goals"] == 2
+    own, ours, copy = only["rows"]
+    assert (own["before"], own["after"]) == (-21.0, -10.5)
+    assert copy["seeds"][0]["after_minus_reference"] == 0.0
+    assert copy["seeds"][0]["ci95"] == [0.0, 0.0]
+    assert (copy["before"], copy["after"]) == (ours["before"], ours["after"])
+    saved = json.loads(
+        (tmp_path / "out" / only["name"] / "pytorch-maml-rl" / "adaptation.json").read_text()
+    )
+    assert saved["tasks"] == [{"goal": [0.1, -0.2]}, {"goal": [0.4, 0.3]}]
+    assert "| copy |" in (tmp_path / "out" / "report.md").read_text()

@@ -7,7 +7,9 @@ Python API::
 
 What it measures (the test protocol of Finn et al. 2017, Fig. 5): ``tasks`` held-out tasks are
 drawn from ``np.random.default_rng(seed)`` (default: the run's ``eval.seed``, the same tasks as
-the run's periodic held-out evaluation; the training ``seed`` is refused). From the meta-learned
+the run's periodic held-out evaluation; the training ``seed`` is refused), or ``tasks`` is the
+list of tasks itself (e.g. another implementation's test goals, read by :func:`load_tasks`;
+``seed`` then only seeds the episodes). From the meta-learned
 θ of a checkpoint, K inner policy-gradient steps are taken per task exactly as in training: step
 k samples fresh episodes at the current adapted parameters θ^k (their mean return is the value
 "after k steps"), computes advantages and takes θ^{k+1} = θ^k - α_k ∇f(θ^k). The same is done
@@ -35,9 +37,10 @@ Before any computation: the checkpoint must match its run (same ``env.id`` as th
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +67,7 @@ __all__ = [
     "PROTOCOLS",
     "EvaluateError",
     "evaluate_run",
+    "load_tasks",
 ]
 
 EVAL_DIR = "eval"
@@ -94,6 +98,29 @@ def _progress(stages: int) -> Callable[[str], Callable[[str], None]]:
         return line
 
     return report
+
+
+def load_tasks(path: str | Path) -> list[dict[str, Any]]:
+    """The tasks listed in the JSON file ``path``: a list of task dicts (``[{"goal": [0.1,
+    -0.2]}, ...]``) or an ``adaptation.json`` of an earlier evaluation (its ``"tasks"``).
+    Raises :class:`EvaluateError` naming the file for anything else."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvaluateError(f"task file '{path}' not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvaluateError(f"task file '{path}': not readable as JSON ({exc})") from None
+    tasks = data.get("tasks") if isinstance(data, dict) else data
+    if not isinstance(tasks, list) or not tasks:
+        raise EvaluateError(
+            f"task file '{path}': expected a non-empty list of tasks or an adaptation.json "
+            'with one under "tasks"'
+        )
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            raise EvaluateError(f"task file '{path}': task {i} is {task!r}, not an object")
+    return tasks
 
 
 def _step_alphas(alpha: float, steps: int, protocol: str) -> list[float]:
@@ -169,10 +196,21 @@ def _step_summaries(
     return out
 
 
+def _validated(tasks: list[dict[str, Any]], sampler: Any) -> list[dict[str, Any]]:
+    """Each task checked (and normalized) by the env's task distribution."""
+    out = []
+    for i, task in enumerate(tasks):
+        try:
+            out.append(sampler.task_distribution.validate(task))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise EvaluateError(f"task {i} {task!r}: {exc}") from None
+    return out
+
+
 def evaluate_run(
     run_dir: str | Path,
     checkpoint: str | int = "latest",
-    tasks: int = 40,
+    tasks: int | Sequence[Mapping[str, Any]] = 40,
     steps: int = 3,
     episodes: int = 20,
     seed: int | None = None,
@@ -183,7 +221,8 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Adaptation curves of ``run_dir`` on held-out tasks (see the module docstring).
 
-    ``checkpoint``: ``"latest"`` (newest good checkpoint) or an iteration number. ``steps``: K,
+    ``checkpoint``: ``"latest"`` (newest good checkpoint) or an iteration number. ``tasks``: how
+    many held-out tasks to draw from ``seed``, or the tasks themselves. ``steps``: K,
     the number of inner steps (curves have K + 1 points). ``step_budget``: env steps per inner
     step (overrides ``episodes``; default 4000 with ``protocol="paper"``). Writes
     ``RUN_DIR/eval/adaptation.json`` and ``adaptation.png`` (or into ``out_dir``) and returns
@@ -204,6 +243,11 @@ def evaluate_run(
         raise EvaluateError(f"run directory '{run_dir}' not found")
     if protocol not in PROTOCOLS:
         raise EvaluateError(f"protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
+    given_tasks = None if isinstance(tasks, int) else [dict(t) for t in tasks]
+    if given_tasks is not None:
+        if not given_tasks:
+            raise EvaluateError("tasks: the list of held-out tasks is empty")
+        tasks = len(given_tasks)
     for name, value, low in (("tasks", tasks, 1), ("steps", steps, 0), ("episodes", episodes, 1)):
         if int(value) < low:
             raise EvaluateError(f"{name} = {value}: must be >= {low}")
@@ -220,7 +264,7 @@ def evaluate_run(
     seed = cfg.eval.seed if seed is None else int(seed)
     if seed < 0:
         raise EvaluateError(f"seed = {seed}: must be >= 0")
-    if seed == cfg.seed:
+    if seed == cfg.seed and given_tasks is None:
         raise EvaluateError(
             f"seed {seed} is the run's training seed: held-out tasks must come from a different "
             f"seed (default: the run's eval.seed = {cfg.eval.seed})"
@@ -244,7 +288,10 @@ def evaluate_run(
             episodes = int(step_budget) // horizon
         oracle = bool(getattr(learner.sampler, "oracle", False))  # task in the observation
         sampler = Sampler.from_config(cfg, int(episodes), oracle=oracle)
-        held_out = sampler.sample_tasks(num_tasks, np.random.default_rng(seed))
+        if given_tasks is None:
+            held_out = sampler.sample_tasks(num_tasks, np.random.default_rng(seed))
+        else:
+            held_out = _validated(given_tasks, sampler)
         state = np.random.SeedSequence([seed, iteration]).generate_state(num_steps + 1)
         seeds = [int(s) % _SEED_HIGH for s in state]
         alphas = _step_alphas(float(cfg.inner.lr), num_steps, protocol)
@@ -282,6 +329,7 @@ def evaluate_run(
             "settings": {
                 "tasks": num_tasks,
                 "steps": num_steps,
+                "tasks_given": given_tasks is not None,
                 "episodes_per_task": int(episodes),
                 "step_budget": None if step_budget is None else int(step_budget),
                 "horizon": horizon,
