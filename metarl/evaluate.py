@@ -132,6 +132,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="env steps per inner step (episodes = N // horizon; overrides --episodes)",
     )
     p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="adapt with other inner-step settings than the run trained with (inner.lr, "
+        "inner.grad_clip, averaging, averaging_parts.*, maml.estimator); recorded in the output",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
@@ -158,6 +167,7 @@ def _run(args: argparse.Namespace) -> int:
             protocol=args.protocol,
             step_budget=args.step_budget,
             out_dir=args.out,
+            overrides=args.overrides,
         )
     except (EvaluateError, CheckpointError, ConfigError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)

@@ -219,3 +219,29 @@ def test_evaluate_on_tasks_from_a_file(nav_run, tmp_path, capsys):
         assert str(path) in str(info.value)
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", str(nav_run), "--tasks", "2", "--tasks-from", "x.json"])
+
+
+def test_evaluate_with_other_inner_step_settings(nav_run, tmp_path, capsys):
+    """--set changes how the inner step adapts (not what was trained); the k = 0 returns stay
+    those of the run's own settings, and other keys are refused with a message naming them."""
+    plain = evaluate_run(nav_run, tasks=3, steps=2, episodes=2, protocol="paper", out_dir=tmp_path)
+    fast = evaluate_run(
+        nav_run,
+        tasks=3,
+        steps=2,
+        episodes=2,
+        protocol="paper",
+        out_dir=tmp_path,
+        overrides=["inner.lr=0.5", "averaging_parts.inner_loss=per_step"],
+    )
+    assert fast["settings"]["alphas"] == [0.5, 0.25]
+    assert fast["settings"]["overrides"] == ["inner.lr=0.5", "averaging_parts.inner_loss=per_step"]
+    assert plain["settings"]["overrides"] == []
+    assert fast["steps"][0] == plain["steps"][0]
+    assert fast["steps"][1]["per_task"] != plain["steps"][1]["per_task"]
+    with pytest.raises(EvaluateError, match="'policy.hidden_sizes=\\[4\\]': only the inner"):
+        evaluate_run(nav_run, tasks=2, steps=1, overrides=["policy.hidden_sizes=[4]"])
+    args = _parser().parse_args(["evaluate", str(nav_run), "--set", "inner.lr=-1"])
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "inner.lr" in err

@@ -31,6 +31,11 @@ reads; ``out_dir`` (``--out DIR``) writes them to ``DIR`` instead, for extra eva
 not replace it. With ``video_dir``, GIFs of one held-out task before and after adaptation (MuJoCo
 envs) or a trajectory plot of a few tasks (Navigation2D).
 
+``overrides`` (``--set KEY=VALUE``) change how the inner step adapts at evaluation time, not
+what was trained: only :data:`ADAPTATION_KEYS` (``inner.*``, ``averaging``,
+``averaging_parts.*``, ``maml.estimator``); ``inner.lr`` sets α (and α/2 with the paper
+protocol). They are recorded under ``settings.overrides``.
+
 Before any computation: the checkpoint must match its run (same ``env.id`` as the run's
 ``config.yaml``) and the output folders must be writable; file system errors end in one line.
 """
@@ -62,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADAPTATION_FILE",
+    "ADAPTATION_KEYS",
     "ADAPTATION_PLOT",
     "EVAL_DIR",
     "PROTOCOLS",
@@ -78,6 +84,22 @@ PAPER_STEP_BUDGET = 4000  # env steps per inner step in Finn et al.'s test proto
 CI_REPS = 2000
 _SEED_HIGH = 2**31 - 1
 _NAVIGATION_PREFIX = "metarl/Navigation2D"
+# Config keys an evaluation may override: those of the inner step (prefixes end with ".").
+ADAPTATION_KEYS = ("inner.", "averaging", "averaging_parts.", "maml.estimator")
+
+
+def _with_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
+    """``cfg`` with the inner-step ``key=value`` overrides applied (ConfigError if invalid)."""
+    from metarl.config import apply_overrides, config_from_dict, config_to_dict
+
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in ADAPTATION_KEYS):
+            raise EvaluateError(
+                f"--set {override!r}: only the inner step's settings may change at evaluation "
+                "(inner.*, averaging, averaging_parts.*, maml.estimator)"
+            )
+    return config_from_dict(apply_overrides(config_to_dict(cfg), overrides))
 
 
 def _progress(stages: int) -> Callable[[str], Callable[[str], None]]:
@@ -218,6 +240,7 @@ def evaluate_run(
     protocol: str = "standard",
     step_budget: int | None = None,
     out_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Adaptation curves of ``run_dir`` on held-out tasks (see the module docstring).
 
@@ -256,6 +279,7 @@ def evaluate_run(
     path, ckpt = load_run_checkpoint(run_dir, checkpoint)
     cfg = config_of(path, ckpt)
     check_matches_run(run_dir, path, cfg)
+    cfg = _with_overrides(cfg, overrides)
     out_dir = run_dir / EVAL_DIR if out_dir is None else Path(out_dir)
     check_writable(out_dir)
     if video_dir is not None:
@@ -330,6 +354,7 @@ def evaluate_run(
                 "tasks": num_tasks,
                 "steps": num_steps,
                 "tasks_given": given_tasks is not None,
+                "overrides": list(overrides),
                 "episodes_per_task": int(episodes),
                 "step_budget": None if step_budget is None else int(step_budget),
                 "horizon": horizon,
