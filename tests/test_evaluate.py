@@ -183,8 +183,10 @@ def test_evaluate_on_tasks_from_a_file(nav_run, tmp_path, capsys):
     parser = _parser()
     # The same tasks read back from the earlier adaptation.json give the same numbers.
     args = parser.parse_args(
-        ["evaluate", str(nav_run), "--tasks-from", str(tmp_path / "drawn/adaptation.json")]
-        + ["--steps", "1", "--episodes", "2", "--out", str(tmp_path / "again")]
+        [
+            *("evaluate", str(nav_run), "--tasks-from", str(tmp_path / "drawn/adaptation.json")),
+            *("--steps", "1", "--episodes", "2", "--out", str(tmp_path / "again")),
+        ]
     )
     assert args.handler(args) == 0
     assert "3 held-out tasks (given, episode seed 1000003)" in capsys.readouterr().out
@@ -239,7 +241,7 @@ def test_evaluate_with_other_inner_step_settings(nav_run, tmp_path, capsys):
     assert plain["settings"]["overrides"] == []
     assert fast["steps"][0] == plain["steps"][0]
     assert fast["steps"][1]["per_task"] != plain["steps"][1]["per_task"]
-    with pytest.raises(EvaluateError, match="'policy.hidden_sizes=\\[4\\]': only the inner"):
+    with pytest.raises(EvaluateError, match=r"'policy.hidden_sizes=\[4\]': only the inner"):
         evaluate_run(nav_run, tasks=2, steps=1, overrides=["policy.hidden_sizes=[4]"])
     args = _parser().parse_args(["evaluate", str(nav_run), "--set", "inner.lr=-1"])
     assert args.handler(args) == 2

@@ -376,8 +376,10 @@ def test_reference_goals_evaluates_every_policy_on_the_reference_goals(tmp_path,
     reference = nav / "pytorch_maml_rl" / "seed1"
     cfg = resolve_config(
         CONFIG,
-        ["tasks_per_batch=2", "episodes_per_task=2", "env.horizon=10", "meta_optimizer=adam"]
-        + ["policy.hidden_sizes=[8,8]", "iterations=1", "eval.every=0"],
+        [
+            *("tasks_per_batch=2", "episodes_per_task=2", "env.horizon=10", "meta_optimizer=adam"),
+            *("policy.hidden_sizes=[8,8]", "iterations=1", "eval.every=0"),
+        ],
     )
     assert train(cfg, reference, tensorboard=False).status == "completed"
     shutil.copytree(reference, nav / "runs" / "maml-box-trpo-seed0")
