@@ -354,6 +354,47 @@ def _reference_goals_finding() -> list[str]:
     ]
 
 
+def _test_time_inner_step_finding() -> list[str]:
+    """The default MAML runs adapted at test time with per-step inner losses
+    (``results/navigation2d/test_time_inner_step/report.json``)."""
+    report = _load(RESULTS / "navigation2d" / "test_time_inner_step" / "report.json")
+    if not report:
+        return []
+    metarl = [r for r in report["runs"] if r != "pytorch-maml-rl"]
+    parts = []
+    for goals, table in report["goal_sets"].items():
+        cells = []
+        for variant, rows in table.items():
+            curve = [
+                sum(rows[r]["after"][k] for r in metarl) / len(metarl)
+                for k in range(len(rows[metarl[0]]["after"]))
+            ]
+            deltas = [rows[r]["minus_trained"][0] for r in metarl if "minus_trained" in rows[r]]
+            cells.append(
+                f"{'as trained' if variant == 'as trained' else variant} "
+                + " / ".join(_fmt(x) for x in curve)
+                + (
+                    " (Δ after one step per seed: "
+                    + ", ".join(
+                        f"{d['mean']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]"
+                        for d in deltas
+                    )
+                    + ")"
+                    if deltas
+                    else ""
+                )
+            )
+        parts.append(f"{goals} goals (steps 0..{len(curve) - 1}): " + "; ".join(cells))
+    return [
+        "- **The inner step at test time.** The default MAML runs' θ, adapted on held-out goals "
+        "with a per-step inner loss instead of the per-episode one they were trained with "
+        "(`metarl evaluate --set averaging_parts.inner_loss=per_step`; "
+        "`experiments/test_time_inner_step.py`, "
+        "[report](navigation2d/test_time_inner_step/report.md), mean over "
+        f"{len(metarl)} seeds, the same goals and episodes): " + ". ".join(parts) + "."
+    ]
+
+
 def _reference_implementation_finding() -> list[str]:
     """pytorch-maml-rl's trained policy on metarl's held-out goals and on its own
     (``results/navigation2d/pytorch_maml_rl/seed<N>/``, docs/reference-comparison.md)."""
@@ -624,6 +665,7 @@ def navigation_findings() -> list[str]:
         f"20-iteration mean: {decay}." + _many_goals(),
         *_reference_implementation_finding(),
         *_reference_goals_finding(),
+        *_test_time_inner_step_finding(),
         *_by_distance_finding(),
         "- **The three algorithms at these defaults** (held-out return after one step, 95% CI "
         "across seeds; final training post-adaptation return, IQM): "

@@ -409,3 +409,48 @@ def test_reference_goals_evaluates_every_policy_on_the_reference_goals(tmp_path,
     )
     assert saved["tasks"] == [{"goal": [0.1, -0.2]}, {"goal": [0.4, 0.3]}]
     assert "| copy |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_test_time_inner_step_pairs_each_variant_with_the_trained_evaluation(tmp_path, monkeypatch):
+    """With every episode running to the horizon, per-step and per-episode weights are equal,
+    so on the same goals and episode seeds each variant's Δ to 'as trained' is exactly 0."""
+    from metarl.report.protocol import evaluate_run
+    from metarl.train import resolve_config, train
+
+    module = _script("test_time_inner_step")
+    nav = tmp_path / "navigation2d"
+    run = nav / "runs" / "maml-trpo-seed0"
+    cfg = resolve_config(
+        CONFIG,
+        [
+            *("tasks_per_batch=2", "episodes_per_task=2", "env.horizon=10", "meta_optimizer=adam"),
+            *("policy.hidden_sizes=[8,8]", "iterations=1", "eval.every=0"),
+        ],
+    )
+    assert train(cfg, run, tensorboard=False).status == "completed"
+    evaluate_run(run, tasks=3, steps=2, protocol="paper", step_budget=20)
+    seed = module.GOALS_400_SEED
+    evaluate_run(
+        run, tasks=4, steps=1, episodes=2, seed=seed, out_dir=nav / "held_out_400" / run.name
+    )
+    monkeypatch.setattr(module, "NAV", nav)
+
+    assert module.main(["--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["runs"] == ["maml-trpo-seed0"]  # no pytorch-maml-rl evaluation here
+    for goals, steps in (("40", 2), ("400", 1)):
+        table = report["goal_sets"][goals]
+        assert set(table) == {"as trained", "inner per_step", "all per_step"}
+        for variant in ("inner per_step", "all per_step"):
+            row = table[variant]["maml-trpo-seed0"]
+            assert len(row["minus_trained"]) == steps
+            assert all(d["mean"] == 0.0 and d["ci95"] == [0.0, 0.0] for d in row["minus_trained"])
+            assert row["after"] == table["as trained"]["maml-trpo-seed0"]["after"]
+    saved = json.loads(
+        (
+            tmp_path / "out" / "inner_per_step" / "maml-trpo-seed0" / "400" / "adaptation.json"
+        ).read_text()
+    )
+    assert saved["settings"]["overrides"] == ["averaging_parts.inner_loss=per_step"]
+    assert saved["seed"] == seed and len(saved["tasks"]) == 4
+    assert "| inner per_step |" in (tmp_path / "out" / "report.md").read_text()
